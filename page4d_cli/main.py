@@ -1,0 +1,36 @@
+"""Entry point of the ``page4d`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from page4d_cli import __version__
+
+app = typer.Typer(
+    name="page4d",
+    help="Synchronized multi-camera video in, 4D reconstruction out (PAGE-4D network).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"page4d {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """page4d command line."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The reconstruction pipeline: read cameras, run the network, export results (library API)."""
