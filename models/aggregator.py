@@ -1,0 +1,243 @@
+"""The PAGE-4D aggregator: encoder, clip tokens, alternating Time-SA / View-SA layers, two streams.
+
+Shapes (B clips, T instants, V cameras, R registers, P patches, N = 1 + R + P, C channels):
+
+    images [B, T, V, 3, H, W] in [0, 1]
+      -> ImageNet normalisation, DINOv2 on B*T*V images          -> patch tokens [B*T*V, P, C]
+      -> camera + register tokens (slot 0 at (t=0, v=0), else 1)  -> tokens [B, T, V, N, C]
+      -> for layer k = 1 .. depth:
+           Time-SA (fixed camera)  on [B*V, T*N, C]   (+ temporal encoding, + mask bias in L_mid)
+           View-SA (fixed instant) on [B*T, V*N, C]   (+ mask bias in L_mid)
+           layer output for the heads: concat(time_out, view_out) -> [B, T, V, N, 2C]
+
+Dual stream (``enable_dual_stream``): layers before L_mid are shared; from the first L_mid layer the
+pose and geometry streams carry their own tokens to the last layer. L_mid layers have per-stream blocks
+(``pose_time_blocks`` ... ``geo_view_blocks``); after L_mid both streams use the shared blocks.
+The camera head reads the pose stream, the DPT heads the geometry stream.
+
+Block containers are indexed by the 0-based layer: ``time_blocks[k - 1]`` is layer k; in dual-stream
+mode the shared containers have no entry for L_mid layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+import torch
+from torch import nn
+
+from models.config import Page4DConfig
+from models.dynamic_mask import MaskBias, MaskFusion, SpatialMaskHead
+from models.layers.attention import LowRankBias
+from models.layers.block import Block
+from models.layers.rope import RotaryPositionEmbedding2D, patch_positions
+from models.layers.vision_transformer import DinoEncoder
+from models.temporal_encoding import build_temporal_encoding
+from models.token_layout import (
+    from_time_sequences,
+    from_view_sequences,
+    to_time_sequences,
+    to_view_sequences,
+    tokens_from_patches,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class LayerModules(nn.ModuleDict):
+    """Modules keyed by 0-based layer index; state-dict names read like a ModuleList (``name.7.*``)."""
+
+    def __init__(self, modules: dict[int, nn.Module]) -> None:
+        super().__init__({str(k): m for k, m in sorted(modules.items())})
+
+    def __getitem__(self, layer: int) -> nn.Module:  # type: ignore[override]
+        return super().__getitem__(str(layer))
+
+    def __contains__(self, layer) -> bool:  # type: ignore[override]
+        return super().__contains__(str(layer))
+
+    def layers(self) -> list[int]:
+        return sorted(int(k) for k in self.keys())
+
+
+@dataclass
+class AggregatorOutput:
+    """Recorded layer outputs per stream and the dynamic mask.
+
+    layers[stream][k] = [B, T, V, N, 2C] for 0-based layer k; streams "shared" (before the split, or
+    single-stream), "pose", "geo". Use ``pose(k)`` / ``geo(k)`` to read a stream with fallback to shared.
+    """
+
+    layers: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    patch_start: int = 5
+    grid: tuple[int, int] = (0, 0)
+    mask_tilde: Optional[torch.Tensor] = None  # [B, T, V, P]
+    mask: Optional[torch.Tensor] = None  # [B, T, V, P]
+    mask_alpha: Optional[torch.Tensor] = None
+    mask_beta: Optional[torch.Tensor] = None
+
+    def stream(self, name: str, k: int) -> torch.Tensor:
+        if k in self.layers.get(name, {}):
+            return self.layers[name][k]
+        return self.layers["shared"][k]
+
+    def pose(self, k: int) -> torch.Tensor:
+        return self.stream("pose", k)
+
+    def geo(self, k: int) -> torch.Tensor:
+        return self.stream("geo", k)
+
+
+class Aggregator(nn.Module):
+    def __init__(self, cfg: Page4DConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        C, R = cfg.embed_dim, cfg.num_register_tokens
+        self.patch_start = cfg.num_special_tokens
+        self.encoder = DinoEncoder(cfg.encoder, C, cfg.patch_size)
+        self.camera_token = nn.Parameter(torch.randn(1, 2, 1, C) * 1e-6)
+        self.register_token = nn.Parameter(torch.randn(1, 2, R, C) * 1e-6)
+        self.rope = RotaryPositionEmbedding2D(cfg.rope_freq) if cfg.rope_freq > 0 else None
+
+        self.mid = [k - 1 for k in cfg.mid_layers]
+        self.dual = bool(cfg.enable_dual_stream and self.mid)
+        shared = [k for k in range(cfg.depth) if not (self.dual and k in self.mid)]
+        self.time_blocks = LayerModules({k: self._block(k) for k in shared})
+        self.view_blocks = LayerModules({k: self._block(k) for k in shared})
+        if self.dual:
+            self.pose_time_blocks = LayerModules({k: self._block(k) for k in self.mid})
+            self.pose_view_blocks = LayerModules({k: self._block(k) for k in self.mid})
+            self.geo_time_blocks = LayerModules({k: self._block(k) for k in self.mid})
+            self.geo_view_blocks = LayerModules({k: self._block(k) for k in self.mid})
+            # Both streams start from the same weights (DESIGN.md), also when randomly initialised.
+            self.geo_time_blocks.load_state_dict(self.pose_time_blocks.state_dict(), assign=False)
+            self.geo_view_blocks.load_state_dict(self.pose_view_blocks.state_dict(), assign=False)
+
+        self.spatial_mask_head = SpatialMaskHead(C, cfg.mask_head_layout, cfg.mask_head_hidden)
+        self.mask_fusion = MaskFusion(cfg.mask_alpha_init, cfg.mask_beta_init, cfg.use_gating)
+        self.mask_bias = MaskBias(cfg.lambda_clamp_value)
+        temporal = {k: build_temporal_encoding(cfg.temporal_encoding, cfg.num_heads) for k in range(cfg.depth)}
+        self.temporal_pos = LayerModules({k: m for k, m in temporal.items() if m is not None})
+
+        self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.encoder_chunk = 32  # images per encoder pass: bounds activation memory for long clips
+
+    def _block(self, k: int) -> Block:
+        cfg = self.cfg
+        norm_eps, qk_eps = cfg.block_eps(k + 1)
+        return Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qk_norm=True, norm_eps=norm_eps,
+                     qk_norm_eps=qk_eps, layerscale_init=cfg.layerscale_init, rope=self.rope)
+
+    # ------------------------------------------------------------------ blocks by layer and stream
+    def blocks_of(self, kind: str, k: int, stream: str) -> Block:
+        """The block of ``kind`` ("time" / "view") at 0-based layer k for ``stream``."""
+        if self.dual and k in self.mid:
+            return getattr(self, f"{stream}_{kind}_blocks")[k]
+        return getattr(self, f"{kind}_blocks")[k]
+
+    def all_blocks(self) -> Iterable[tuple[str, int, Block]]:
+        """(container name, 0-based layer, block) for every aggregator block."""
+        names = ["time_blocks", "view_blocks"]
+        if self.dual:
+            names += ["pose_time_blocks", "pose_view_blocks", "geo_time_blocks", "geo_view_blocks"]
+        for name in names:
+            container = getattr(self, name)
+            for k in container.layers():
+                yield name, k, container[k]
+
+    # ------------------------------------------------------------------ forward
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, T, V, 3, H, W] in [0, 1] -> tokens [B, T, V, N, C]."""
+        B, T, V, _, H, W = images.shape
+        flat = images.reshape(B * T * V, 3, H, W)
+        patches = [
+            self.encoder((chunk - self.image_mean.to(chunk.dtype)) / self.image_std.to(chunk.dtype))
+            for chunk in flat.split(self.encoder_chunk)
+        ]
+        patch_tokens = torch.cat(patches).reshape(B, T, V, -1, self.cfg.embed_dim)
+        special = torch.cat((self.camera_token, self.register_token), dim=2)  # [1, 2, 1+R, C]
+        slot = torch.ones(T, V, dtype=torch.long, device=images.device)
+        slot[0, 0] = 0  # the reference image (t=0, v=0) takes slot 0: its camera is the world frame
+        special = special[0][slot].unsqueeze(0).expand(B, -1, -1, -1, -1).to(patch_tokens.dtype)
+        return torch.cat((special, patch_tokens), dim=3)
+
+    def compute_mask(self, tokens: torch.Tensor, ext_mask: Optional[torch.Tensor], grid: tuple[int, int]):
+        """M~ and M from a layer's tokens [B, T, V, N, C] (detached) and M_ext [B, T, V, P] or None."""
+        B, T, V, N, C = tokens.shape
+        patches = tokens.detach()[:, :, :, self.patch_start:].reshape(B * T * V, -1, C)
+        m_tilde = self.spatial_mask_head(patches.to(self.spatial_mask_head.head0[0].weight.dtype), *grid)
+        m_tilde = m_tilde.reshape(B, T, V, -1)
+        if ext_mask is not None:
+            ext_mask = ext_mask.to(m_tilde.dtype)
+        mask, alpha, beta = self.mask_fusion(m_tilde, ext_mask)
+        return m_tilde, mask, alpha, beta
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        ext_mask: Optional[torch.Tensor] = None,
+        record_layers: Optional[Iterable[int]] = None,
+    ) -> AggregatorOutput:
+        """images [B, T, V, 3, H, W]; ext_mask [B, T, V, P] (patch fractions) or None.
+
+        record_layers: 0-based layers whose outputs to keep (None = all).
+        """
+        B, T, V, _, H, W = images.shape
+        grid = (H // self.cfg.patch_size, W // self.cfg.patch_size)
+        record = set(range(self.cfg.depth)) if record_layers is None else set(record_layers)
+        out = AggregatorOutput(layers={"shared": {}}, patch_start=self.patch_start, grid=grid)
+        tokens = self.encode(images)
+        N = tokens.shape[3]
+        positions = patch_positions(1, grid[0], grid[1], self.patch_start, device=images.device)
+        time_index = torch.arange(T, device=images.device).repeat_interleave(N)
+        source = self.cfg.resolved_mask_source_layer
+
+        def set_mask(layer_tokens: torch.Tensor) -> None:
+            out.mask_tilde, out.mask, out.mask_alpha, out.mask_beta = self.compute_mask(layer_tokens, ext_mask, grid)
+
+        if source == 0:
+            set_mask(tokens)
+        streams = {"shared": tokens}
+        for k in range(self.cfg.depth):
+            if self.dual and k == self.mid[0]:
+                # Both streams start from the shared tokens of the layer before L_mid.
+                streams = {"pose": streams["shared"], "geo": streams["shared"]}
+                out.layers.update(pose={}, geo={})
+            key_mask = None
+            if out.mask is not None and k in self.mid:
+                key_mask = tokens_from_patches(out.mask, self.patch_start)  # 0 at camera/register tokens
+            for name in list(streams):
+                x_time = self._time_sa(k, name, streams[name], positions, time_index, key_mask)
+                x_view = self._view_sa(k, name, x_time, positions, key_mask)
+                if k in record:
+                    out.layers[name][k] = torch.cat((x_time, x_view), dim=-1)
+                streams[name] = x_view
+            if k + 1 == source:
+                set_mask(streams["shared"])
+        return out
+
+    def _time_sa(self, k, stream, x, positions, time_index, key_mask) -> torch.Tensor:
+        B, T, V = x.shape[:3]
+        seq = to_time_sequences(x)
+        temporal = self.temporal_pos[k] if k in self.temporal_pos else None
+        rotations = temporal.rotations(time_index) if temporal is not None else ()
+        biases = [temporal.bias(time_index, T) if temporal is not None else None]
+        if key_mask is not None:
+            biases.append(self.mask_bias.bias(to_time_sequences(key_mask), stream, "time",
+                                              self.patch_start, x.shape[3]))
+        block = self.blocks_of("time", k, stream)
+        seq = block(seq, positions.repeat(1, T, 1), rotations, LowRankBias.concat(biases))
+        return from_time_sequences(seq, B, T, V)
+
+    def _view_sa(self, k, stream, x, positions, key_mask) -> torch.Tensor:
+        B, T, V = x.shape[:3]
+        seq = to_view_sequences(x)
+        bias = None
+        if key_mask is not None:
+            bias = self.mask_bias.bias(to_view_sequences(key_mask), stream, "view", self.patch_start, x.shape[3])
+        block = self.blocks_of("view", k, stream)
+        seq = block(seq, positions.repeat(1, V, 1), (), bias)
+        return from_view_sequences(seq, B, T, V)

@@ -1,0 +1,128 @@
+"""Multi-head attention with q/k norm, RoPE and a low-rank additive logit bias.
+
+The dynamic-mask biases of PAGE-4D are never a full L x L matrix: they are a sum of a few products
+of a query factor and a key factor,
+
+    logits[q, k] = scale * <q, k> + sum_r A[q, r] * Bk[k, r]
+
+(a key-only bias is rank one with A = 1; the query-role bias of single-stream mode is rank one with
+A = +-lambda; ALiBi over T instants is rank T with one-hot key factors). Such a bias is carried by
+``rank`` extra channels appended to q and k (A / scale on q, Bk on k) and zero channels on v, then one
+fused ``scaled_dot_product_attention`` call with the original scale. Memory stays O(L * (D + rank)):
+no L x L tensor is ever allocated, and fused kernels (flash / memory-efficient) remain usable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class LowRankBias:
+    """logits[b, h, q, k] += sum_r query[b, h, q, r] * key[b, h, k, r].
+
+    query: [B or 1, H or 1, Lq, R]; key: [B or 1, H or 1, Lk, R]. Broadcast over batch and heads.
+    """
+
+    query: torch.Tensor
+    key: torch.Tensor
+
+    @property
+    def rank(self) -> int:
+        return self.query.shape[-1]
+
+    def dense(self) -> torch.Tensor:
+        """The full [.., Lq, Lk] bias. For tests and references only (allocates L x L)."""
+        return self.query @ self.key.transpose(-1, -2)
+
+    @staticmethod
+    def concat(biases: list["LowRankBias"]) -> Optional["LowRankBias"]:
+        biases = [b for b in biases if b is not None]
+        if not biases:
+            return None
+        if len(biases) == 1:
+            return biases[0]
+        # Common [B, H] of all factors, so they can be stacked on the rank axis.
+        lead_shape = torch.broadcast_shapes(*(t.shape[:2] for b in biases for t in (b.query, b.key)))
+        query = torch.cat([b.query.expand(*lead_shape, *b.query.shape[2:]) for b in biases], dim=-1)
+        key = torch.cat([b.key.expand(*lead_shape, *b.key.shape[2:]) for b in biases], dim=-1)
+        return LowRankBias(query, key)
+
+
+def biased_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias: Optional[LowRankBias] = None
+) -> torch.Tensor:
+    """softmax(scale * q k^T + bias) v with a fused kernel. q, k, v: [B, H, L, D] -> [B, H, Lq, D]."""
+    if bias is None or bias.rank == 0:
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+    B, H, Lq, D = q.shape
+    Lk = k.shape[2]
+    rank = bias.rank
+    # Pad to a multiple of 8 channels so fused kernels accept the head size.
+    padded = -(-(D + rank) // 8) * 8
+    extra = padded - D - rank
+    q_bias = (bias.query.to(q.dtype) / scale).expand(B, H, Lq, rank)
+    k_bias = bias.key.to(k.dtype).expand(B, H, Lk, rank)
+    q_ext = torch.cat((q, q_bias, q.new_zeros(B, H, Lq, extra)), dim=-1)
+    k_ext = torch.cat((k, k_bias, k.new_zeros(B, H, Lk, extra)), dim=-1)
+    v_ext = torch.cat((v, v.new_zeros(B, H, Lk, padded - D)), dim=-1)
+    out = F.scaled_dot_product_attention(q_ext, k_ext, v_ext, scale=scale)
+    return out[..., :D]
+
+
+class Attention(nn.Module):
+    """qkv projection, optional q/k LayerNorm, RoPE, biased fused attention, output projection.
+
+    forward(x [B, L, C], positions [B|1, L, 2] or None, rotations: callables applied to q and k after
+    the 2D RoPE (e.g. the temporal rotation), bias: LowRankBias or None) -> [B, L, C]
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        qk_norm: bool = False,
+        qk_norm_eps: float = 1e-5,
+        rope: Optional[nn.Module] = None,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.q_norm = nn.LayerNorm(self.head_dim, eps=qk_norm_eps) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim, eps=qk_norm_eps) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        # Shared, parameter-free module; kept out of the state dict by not being a child when None.
+        self.rope = rope
+        # Test hook: called as probe(q, k, bias) with the final q, k (after norms and rotations).
+        self.probe: Optional[Callable] = None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: Optional[torch.Tensor] = None,
+        rotations: tuple[Callable[[torch.Tensor], torch.Tensor], ...] = (),
+        bias: Optional[LowRankBias] = None,
+    ) -> torch.Tensor:
+        B, L, C = x.shape
+        qkv = self.qkv(x).reshape(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if self.rope is not None and positions is not None:
+            q, k = self.rope(q, positions), self.rope(k, positions)
+        for rotate in rotations:
+            q, k = rotate(q), rotate(k)
+        if self.probe is not None:
+            self.probe(q, k, bias)
+        out = biased_attention(q, k, v, self.scale, bias)
+        return self.proj(out.transpose(1, 2).reshape(B, L, C))

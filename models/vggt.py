@@ -1,0 +1,131 @@
+"""The PAGE-4D network: aggregator + camera, depth and point heads.
+
+Construction as in the design document's usage example::
+
+    model = VGGT(img_size=518, patch_size=14, embed_dim=1024, enable_camera=True, enable_point=True,
+                 enable_depth=True, enable_dual_stream=True, enable_sparse_global=True,
+                 sparse_global_layers=[23, 24], sparse_strategy="landmark")
+
+Keyword arguments override a named preset (``preset="full"`` by default; any ``Page4DConfig`` field
+is accepted), or pass ``config=Page4DConfig(...)``. ``VGGT.from_preset("tiny")`` builds the small CPU
+configurations of the same code.
+
+forward(images [B, T, V, 3, H, W] in [0, 1], ext_mask=None) returns a dict, per (t, v):
+
+    pose_enc [B, T, V, 9], pose_enc_list (one per refinement iteration),
+    extrinsic [B, T, V, 3, 4] (camera-from-world, OpenCV; world = camera of (t=0, v=0)),
+    intrinsic [B, T, V, 3, 3] (network pixels),
+    depth [B, T, V, H, W, 1], depth_conf [B, T, V, H, W],
+    world_points [B, T, V, H, W, 3], world_points_conf [B, T, V, H, W],
+    mask_tilde / mask [B, T, V, h, w] (patch grid), mask_image [B, T, V, H, W] (nearest upsampling),
+    lambdas {name: value in force}, mask_alpha, mask_beta.
+
+``ext_mask``: an external dynamic mask M_ext, [B, T, V, H, W] at image resolution (pooled to the patch
+grid as the fraction of each patch that is dynamic) or [B, T, V, h, w] already on the patch grid.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Optional
+
+import torch
+from torch import nn
+
+from models.aggregator import Aggregator
+from models.config import ConfigError, Page4DConfig
+from models.dynamic_mask import pool_to_patches
+from models.heads.camera_head import CameraHead
+from models.heads.dpt_head import DPTHead
+from models.heads.pose_encoding import encoding_to_extrinsic_intrinsic
+from models.inputs import check_images, check_ext_mask
+
+
+class VGGT(nn.Module):
+    def __init__(self, *, config: Optional[Page4DConfig] = None, preset: str = "full", **overrides) -> None:
+        super().__init__()
+        if config is None:
+            config = Page4DConfig.preset(preset, **overrides)
+        elif overrides:
+            config = config.replace(**overrides)
+        self.config = config
+        if config.enable_sparse_global:
+            raise ConfigError(
+                "enable_sparse_global: Sparse Global-SA is not yet available in this version of page4d; "
+                "construct the model with enable_sparse_global=False"
+            )
+        if config.enable_epipolar_prior:
+            raise ConfigError(
+                "enable_epipolar_prior: the epipolar prior is not yet available in this version of page4d; "
+                "construct the model with enable_epipolar_prior=False"
+            )
+        dim_in = 2 * config.embed_dim
+        self.aggregator = Aggregator(config)
+        self.camera_head = CameraHead(dim_in, config.camera_head) if config.enable_camera else None
+        self.depth_head = DPTHead(dim_in, 2, "exp", config.dpt, config.patch_size) if config.enable_depth else None
+        self.point_head = DPTHead(dim_in, 4, "inv_log", config.dpt, config.patch_size) if config.enable_point else None
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "VGGT":
+        return cls(config=Page4DConfig.preset(name, **overrides))
+
+    def head_layers(self) -> list[int]:
+        """0-based aggregator layers the enabled heads read."""
+        needed = set()
+        if self.camera_head is not None:
+            needed.add(self.config.depth - 1)
+        if self.depth_head is not None or self.point_head is not None:
+            needed.update(k - 1 for k in self.config.dpt_layers)
+        return sorted(needed)
+
+    def forward(self, images: torch.Tensor, ext_mask: Optional[torch.Tensor] = None,
+                return_all_layers: bool = False) -> dict:
+        cfg = self.config
+        check_images(images, cfg.patch_size)
+        B, T, V, _, H, W = images.shape
+        rows, cols = H // cfg.patch_size, W // cfg.patch_size
+        if ext_mask is not None:
+            check_ext_mask(ext_mask, images.shape, (rows, cols))
+            if ext_mask.shape[-2:] == (H, W) and (H, W) != (rows, cols):
+                ext_mask = pool_to_patches(ext_mask, cfg.patch_size)
+            else:
+                ext_mask = ext_mask.reshape(B, T, V, rows * cols)
+        record = None if return_all_layers else self.head_layers()
+        agg = self.aggregator(images, ext_mask.to(images.dtype) if ext_mask is not None else None, record)
+        out: dict = {"images": images}
+        if return_all_layers:
+            out["aggregated"] = agg.layers
+
+        # Heads in float32, outside any autocast region (as the reference implementation).
+        device_type = images.device.type
+        no_autocast = torch.autocast(device_type, enabled=False) if device_type in ("cuda", "cpu", "mps") else nullcontext()
+        with no_autocast:
+            if self.camera_head is not None:
+                last = agg.pose(cfg.depth - 1)[:, :, :, 0].float().reshape(B, T * V, -1)
+                encodings = [e.reshape(B, T, V, -1) for e in self.camera_head(last)]
+                out["pose_enc_list"] = encodings
+                out["pose_enc"] = encodings[-1]
+                out["extrinsic"], out["intrinsic"] = encoding_to_extrinsic_intrinsic(encodings[-1], (H, W))
+            dpt_inputs = None
+            if self.depth_head is not None or self.point_head is not None:
+                dpt_inputs = [agg.geo(k - 1).float().reshape(B, T * V, *agg.geo(k - 1).shape[3:])
+                              for k in cfg.dpt_layers]
+            if self.depth_head is not None:
+                depth, conf = self.depth_head(dpt_inputs, (H, W), agg.patch_start)
+                out["depth"] = depth.reshape(B, T, V, H, W, 1)
+                out["depth_conf"] = conf.reshape(B, T, V, H, W)
+            if self.point_head is not None:
+                points, conf = self.point_head(dpt_inputs, (H, W), agg.patch_start)
+                out["world_points"] = points.reshape(B, T, V, H, W, 3)
+                out["world_points_conf"] = conf.reshape(B, T, V, H, W)
+
+        if agg.mask is not None:
+            out["mask_tilde"] = agg.mask_tilde.float().reshape(B, T, V, rows, cols)
+            out["mask"] = agg.mask.float().reshape(B, T, V, rows, cols)
+            out["mask_image"] = out["mask"].repeat_interleave(cfg.patch_size, -2).repeat_interleave(cfg.patch_size, -1)
+            out["mask_alpha"], out["mask_beta"] = agg.mask_alpha, agg.mask_beta
+        out["lambdas"] = self.aggregator.mask_bias.values()
+        return out
+
+
+Page4DModel = VGGT
