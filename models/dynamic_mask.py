@@ -55,7 +55,7 @@ class SpatialMaskHead(nn.Module):
 
     @property
     def trained_alpha(self) -> Optional[float]:
-        return float(F.softplus(self.alpha_logit)) if self.layout == "ckpt150" else None
+        return float(F.softplus(self.alpha_logit.detach())) if self.layout == "ckpt150" else None
 
     def forward(self, patch_tokens: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
         n, p, c = patch_tokens.shape
@@ -123,7 +123,7 @@ class MaskBias(nn.Module):
 
     def values(self) -> dict[str, float]:
         """The lambdas in force (after the clamp)."""
-        return {name: float(self.value(name)) for name in self.NAMES}
+        return {name: float(self.value(name).detach()) for name in self.NAMES}
 
     def bias(self, key_mask: torch.Tensor, stream: str, attention: str, num_special: int,
              tokens_per_image: int) -> LowRankBias:

@@ -47,10 +47,12 @@ class LowRankBias:
             return None
         if len(biases) == 1:
             return biases[0]
-        # Common [B, H] of all factors, so they can be stacked on the rank axis.
+        # Common [B, H] and sequence lengths of all factors, so they can be stacked on the rank axis.
         lead_shape = torch.broadcast_shapes(*(t.shape[:2] for b in biases for t in (b.query, b.key)))
-        query = torch.cat([b.query.expand(*lead_shape, *b.query.shape[2:]) for b in biases], dim=-1)
-        key = torch.cat([b.key.expand(*lead_shape, *b.key.shape[2:]) for b in biases], dim=-1)
+        q_len = max(b.query.shape[2] for b in biases)
+        k_len = max(b.key.shape[2] for b in biases)
+        query = torch.cat([b.query.expand(*lead_shape, q_len, b.rank) for b in biases], dim=-1)
+        key = torch.cat([b.key.expand(*lead_shape, k_len, b.rank) for b in biases], dim=-1)
         return LowRankBias(query, key)
 
 

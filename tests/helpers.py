@@ -1,0 +1,48 @@
+"""Small shared helpers for the tests (plain functions, imported explicitly)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.vggt import VGGT
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test when the shared folder is absent (a user's clone)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not available (../shared is only present in the project's workspace and CI)")
+    return path
+
+
+def tiny_model(seed: int = 0, **overrides) -> VGGT:
+    """The ``tiny`` preset of the real network, seeded, in eval mode."""
+    torch.manual_seed(seed)
+    return VGGT.from_preset("tiny", **overrides).eval()
+
+
+def random_images(B: int = 1, T: int = 2, V: int = 2, H: int = 70, W: int = 98, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(B, T, V, 3, H, W, generator=generator)
+
+
+NEUTRAL_PARAMETERS = ("mask_bias.", "temporal_pos.")
+
+
+def perturb_(module: torch.nn.Module, std: float = 0.05, seed: int = 1) -> None:
+    """Add seeded noise to every parameter (e.g. to make LayerScale gammas matter).
+
+    The stage-3 "neutral" parameters (lambdas, temporal-encoding frequencies/slopes) are left alone:
+    tests set them explicitly.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if not any(part in name for part in NEUTRAL_PARAMETERS):
+                p.add_(torch.randn(p.shape, generator=generator) * std)
