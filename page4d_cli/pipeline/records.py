@@ -1,0 +1,201 @@
+"""The two JSON records of an output folder, with schema checks: ``cameras.json`` and ``run.json``.
+
+``cameras.json`` says how to read everything else: the world frame, pixel and pose conventions, the
+depth scale, the file naming, and per camera and instant K (original pixels), camera-from-world,
+source frame index and timestamp. ``run.json`` says how the output was made (command line,
+versions, device, dtype, weights, timings, memory).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import sys
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from page4d_cli.pipeline import geometry
+from page4d_cli.pipeline.export import camera_dir, check_shapes
+from page4d_cli.pipeline.types import ClipBatch, Prediction
+
+CAMERAS_FORMAT = "page4d-cameras"
+CAMERAS_VERSION = 1
+CAMERAS_REQUIRED = ("format", "version", "world_frame", "conventions", "num_instants", "num_cameras",
+                    "files", "depth", "cameras")
+CAMERA_REQUIRED = ("index", "name", "dir", "image_size", "network_size", "image_transform", "frames")
+FRAME_REQUIRED = ("t", "source_frame", "timestamp", "K", "camera_from_world")
+RUN_REQUIRED = ("command_line", "device", "dtype", "weights", "timings_s", "peak_memory")
+
+CONVENTIONS = {
+    "extrinsic": "camera_from_world 4x4: X_cam = E @ [X_world, 1]",
+    "axes": "OpenCV: x right, y down, z forward",
+    "pixels": "continuous coordinates, centre of pixel (row i, col j) = (j + 0.5, i + 0.5) as in COLMAP; "
+              "subtract 0.5 from cx, cy for OpenCV's integer-centre convention",
+    "K": "original pixels of each camera (image_size); may change per instant (predicted per image)",
+    "depth": "z-depth along the optical axis, world units",
+    "units": "the network's: arbitrary, consistent across cameras and instants, up to one global scale",
+    "timestamp": "seconds (source frame index / fps; the frame index when fps is unknown)",
+}
+
+
+def _to_jsonable(value: Any) -> Any:
+    """json.dump fallback for numpy scalars/arrays and paths."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Pretty JSON (non-finite floats are refused: they are not valid JSON)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=_to_jsonable, allow_nan=False) + "\n")
+
+
+# ----------------------------------------------------------------------------- cameras.json
+
+
+def build_cameras_json(pred: Prediction, batch: ClipBatch, files: dict[str, Optional[dict]],
+                       depth: Optional[dict] = None) -> dict:
+    """The cameras.json content.
+
+    ``files`` maps an output kind ("points", "depth", "confidence", "masks", "trajectory",
+    "colmap") to the record its writer returned (None when not written). ``depth`` is the depth
+    writer's record (format, scale, invalid value); None when no depth maps were written.
+    """
+    num_t, num_v, _, _ = check_shapes(pred, batch)
+    cameras = []
+    for v, (info, transform) in enumerate(zip(batch.cameras, batch.transforms)):
+        k_original = geometry.intrinsics_to_original(pred.intrinsic[:, v], transform)
+        frames = [
+            {
+                "t": t,
+                "source_frame": int(batch.frame_indices[t, v]),
+                "timestamp": float(batch.timestamps[t, v]),
+                "K": k_original[t].tolist(),
+                "camera_from_world": np.asarray(pred.extrinsic[t, v], dtype=np.float64).tolist(),
+            }
+            for t in range(num_t)
+        ]
+        cameras.append({
+            "index": v,
+            "name": info.name,
+            "dir": camera_dir(v),
+            "source": str(info.path),
+            "image_size": list(info.size),
+            "network_size": list(transform.network_size),
+            "image_transform": asdict(transform),
+            "frames": frames,
+        })
+    reference = batch.cameras[0].name
+    return {
+        "format": CAMERAS_FORMAT,
+        "version": CAMERAS_VERSION,
+        "world_frame": (f"world = camera {reference} ({camera_dir(0)}) at the first sampled instant (t = 0); "
+                        "OpenCV axes; units = the network's (arbitrary, up to scale)"),
+        "conventions": CONVENTIONS,
+        "num_instants": num_t,
+        "num_cameras": num_v,
+        "files": {kind: record for kind, record in files.items() if record is not None},
+        "depth": depth,
+        "cameras": cameras,
+    }
+
+
+def _missing(record: Any, required: tuple[str, ...], where: str) -> list[str]:
+    if not isinstance(record, dict):
+        return [f"{where} (not an object)"]
+    return [f"{where}.{key}" if where else key for key in required if key not in record]
+
+
+def validate_cameras_json(data: dict) -> None:
+    """Raise ``ValueError`` naming every missing key or malformed matrix; return None when valid."""
+    problems = _missing(data, CAMERAS_REQUIRED, "")
+    if not problems:
+        if data["format"] != CAMERAS_FORMAT:
+            problems.append(f"format is {data['format']!r}, expected {CAMERAS_FORMAT!r}")
+        if len(data["cameras"]) != data["num_cameras"]:
+            problems.append(f"{len(data['cameras'])} cameras listed, num_cameras = {data['num_cameras']}")
+        for v, camera in enumerate(data["cameras"]):
+            problems += _missing(camera, CAMERA_REQUIRED, f"cameras[{v}]")
+            frames = camera.get("frames", []) if isinstance(camera, dict) else []
+            if len(frames) != data["num_instants"]:
+                problems.append(f"cameras[{v}].frames has {len(frames)} entries, num_instants = {data['num_instants']}")
+            for t, frame in enumerate(frames):
+                where = f"cameras[{v}].frames[{t}]"
+                found = _missing(frame, FRAME_REQUIRED, where)
+                problems += found
+                if found:
+                    continue
+                if np.asarray(frame["K"], dtype=float).shape != (3, 3):
+                    problems.append(f"{where}.K is not 3x3")
+                if np.asarray(frame["camera_from_world"], dtype=float).shape != (4, 4):
+                    problems.append(f"{where}.camera_from_world is not 4x4")
+    if problems:
+        raise ValueError("cameras.json is invalid: " + "; ".join(problems))
+
+
+def write_cameras_json(out_dir: Path, data: dict) -> Path:
+    """Validate and write ``cameras.json``; return its path."""
+    validate_cameras_json(data)
+    path = Path(out_dir) / "cameras.json"
+    write_json(path, data)
+    return path
+
+
+# ----------------------------------------------------------------------------- run.json
+
+
+def _distribution_version(*names: str) -> Optional[str]:
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def software_versions() -> dict:
+    """Versions of python and the libraries that shape the output (no heavy imports needed)."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "page4d": _distribution_version("page4d"),
+        "torch": _distribution_version("torch"),
+        "numpy": np.__version__,
+        "open3d": _distribution_version("open3d", "open3d-cpu"),
+        "opencv": _distribution_version("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
+    }
+
+
+def build_run_record(info: dict) -> dict:
+    """``info`` + software versions + creation time; raise ``ValueError`` if a required key is missing.
+
+    Required (``RUN_REQUIRED``): command_line, device, dtype, weights (provenance summary: name,
+    source, sha256, ...), timings_s (seconds per stage), peak_memory (bytes, per device). Extra
+    keys are kept. Versions given by the caller win over the detected ones.
+    """
+    missing = [key for key in RUN_REQUIRED if key not in info]
+    if missing:
+        raise ValueError(f"run.json is missing required keys: {', '.join(missing)}")
+    record = dict(info)
+    record["versions"] = {**software_versions(), **info.get("versions", {})}
+    record.setdefault("created_utc", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    record.setdefault("argv", list(sys.argv))
+    return record
+
+
+def write_run_json(out_dir: Path, info: dict) -> dict:
+    """Complete (``build_run_record``) and write ``run.json``; return what was written."""
+    record = build_run_record(info)
+    write_json(Path(out_dir) / "run.json", record)
+    return record
