@@ -97,8 +97,9 @@ class Aggregator(nn.Module):
         C, R = cfg.embed_dim, cfg.num_register_tokens
         self.patch_start = cfg.num_special_tokens
         self.encoder = DinoEncoder(cfg.encoder, C, cfg.patch_size)
-        self.camera_token = nn.Parameter(torch.randn(1, 2, 1, C) * 1e-6)
-        self.register_token = nn.Parameter(torch.randn(1, 2, R, C) * 1e-6)
+        self.camera_token = nn.Parameter(torch.empty(1, 2, 1, C))
+        self.register_token = nn.Parameter(torch.empty(1, 2, R, C))
+        self.reset_parameters()
         self.rope = RotaryPositionEmbedding2D(cfg.rope_freq) if cfg.rope_freq > 0 else None
 
         self.mid = [k - 1 for k in cfg.mid_layers]
@@ -124,6 +125,11 @@ class Aggregator(nn.Module):
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.encoder_chunk = 32  # images per encoder pass: bounds activation memory for long clips
+
+    def reset_parameters(self) -> None:
+        """Initialise the aggregator's own tensors (the special tokens), as VGGT does."""
+        nn.init.normal_(self.camera_token, std=1e-6)
+        nn.init.normal_(self.register_token, std=1e-6)
 
     def _block(self, k: int) -> Block:
         cfg = self.cfg

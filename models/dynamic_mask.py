@@ -53,6 +53,11 @@ class SpatialMaskHead(nn.Module):
         else:
             raise ValueError(f"unknown mask head layout {layout!r}; use 'official' or 'ckpt150'")
 
+    def reset_parameters(self) -> None:
+        if self.layout == "ckpt150":
+            nn.init.zeros_(self.alpha_logit)
+            nn.init.zeros_(self.tau_logit)
+
     @property
     def trained_alpha(self) -> Optional[float]:
         return float(F.softplus(self.alpha_logit.detach())) if self.layout == "ckpt150" else None
@@ -78,16 +83,25 @@ class MaskFusion(nn.Module):
     def __init__(self, alpha_init: float = 1.0, beta_init: float = 1.0, use_gating: bool = False) -> None:
         super().__init__()
         self.use_gating = use_gating
+        self.init_values = (float(alpha_init), float(beta_init))
         if use_gating:
             # Image statistics (mean/std of M~ and of M_ext) -> (alpha, beta). The last layer starts
             # at zero weight with bias = the initial scalars: exactly the scalar fusion at init.
             self.gate = nn.Sequential(nn.Linear(4, 16), nn.GELU(), nn.Linear(16, 2))
-            nn.init.zeros_(self.gate[2].weight)
-            with torch.no_grad():
-                self.gate[2].bias.copy_(torch.tensor([alpha_init, beta_init]))
         else:
-            self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
-            self.beta = nn.Parameter(torch.tensor(float(beta_init)))
+            self.alpha = nn.Parameter(torch.empty(()))
+            self.beta = nn.Parameter(torch.empty(()))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            if self.use_gating:
+                self.gate[0].reset_parameters()
+                nn.init.zeros_(self.gate[2].weight)
+                self.gate[2].bias.copy_(torch.tensor(self.init_values))
+            else:
+                self.alpha.fill_(self.init_values[0])
+                self.beta.fill_(self.init_values[1])
 
     def forward(self, m_tilde: torch.Tensor, m_ext: Optional[torch.Tensor]):
         if m_ext is None:
@@ -117,6 +131,10 @@ class MaskBias(nn.Module):
         self.clamp_value = float(clamp_value)
         for name in self.NAMES:
             self.register_parameter(name, nn.Parameter(torch.zeros(())))
+
+    def reset_parameters(self) -> None:
+        for name in self.NAMES:
+            nn.init.zeros_(getattr(self, name))
 
     def value(self, name: str) -> torch.Tensor:
         return getattr(self, name).clamp(-self.clamp_value, self.clamp_value)

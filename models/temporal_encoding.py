@@ -26,6 +26,9 @@ class TemporalRoPE(nn.Module):
         super().__init__()
         self.freq = nn.Parameter(torch.zeros(num_heads))
 
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.freq)  # zero frequency: the identity rotation (neutral)
+
     def rotations(self, time_index: torch.Tensor) -> tuple:
         return (lambda x: temporal_rotation(x, time_index, self.freq),)
 
@@ -37,6 +40,9 @@ class TemporalALiBi(nn.Module):
     def __init__(self, num_heads: int) -> None:
         super().__init__()
         self.slope = nn.Parameter(torch.zeros(num_heads))
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.slope)  # zero slope: no bias (neutral)
 
     def rotations(self, time_index: torch.Tensor) -> tuple:
         return ()

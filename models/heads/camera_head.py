@@ -42,6 +42,9 @@ class CameraHead(nn.Module):
         self.adaln_norm = nn.LayerNorm(dim_in, elementwise_affine=False, eps=1e-6)
         self.pose_branch = Mlp(dim_in, dim_in // 2, POSE_ENCODING_DIM)
 
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.empty_pose_tokens)
+
     def forward(self, camera_tokens: torch.Tensor) -> list[torch.Tensor]:
         tokens = self.token_norm(camera_tokens)
         B, S, _ = tokens.shape

@@ -45,6 +45,10 @@ class DinoEncoder(nn.Module):
             for _ in range(cfg.depth)
         )
         self.norm = nn.LayerNorm(embed_dim, eps=cfg.norm_eps)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise this module's own tensors (children have their own reset_parameters)."""
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
         nn.init.normal_(self.register_tokens, std=1e-6)
