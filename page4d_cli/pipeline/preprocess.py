@@ -1,0 +1,226 @@
+"""Bring frames to the network size, and map intrinsics and per-pixel maps back to the originals.
+
+Pixel convention (as in ``ImageTransform``): continuous image coordinates with pixel edges on integers,
+so the centre of pixel (row i, column j) is ``(x, y) = (j + 0.5, i + 0.5)`` and an image of width W
+spans ``[0, W]``. Intrinsics K use the same coordinates in this project (VGGT-style networks predict
+the principal point at ``(W/2, H/2)``, the image centre in this convention). A K calibrated with
+OpenCV's integer-centre convention differs by half a pixel: add 0.5 to its cx, cy first.
+
+Resizing is done by ``cv2.resize`` (which maps edges to edges: ``x' = x * new_w / w`` exactly in this
+convention) followed by an integer crop or pad, so the transform is exactly
+``network_xy = original_xy * scale + offset`` with a per-axis scale ``(new_w / w, new_h / h)``.
+
+- ``crop``: scale to cover the network size, then centre-crop (no padding, some border lost);
+- ``pad``: scale to fit inside, then centre with white (1.0) padding, as VGGT's pad mode does.
+
+All cameras share one network size (chosen from camera 0's aspect ratio); each camera has its own
+transform when resolutions differ.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from page4d_cli.pipeline.errors import InputError
+from page4d_cli.pipeline.types import ImageTransform
+
+PATCH = 14
+MODES = ("crop", "pad")
+PAD_VALUE = 1.0  # white, as VGGT's pad mode
+DEPTH_EDGE_RELATIVE_JUMP = 0.05  # "depth" interpolation: neighbours differing > 5 % are an edge
+
+
+def network_size_for(original_size: tuple[int, int], width: int = 518) -> tuple[int, int]:
+    """(W, H) fed to the network: ``W = width``, H the multiple of 14 nearest ``W * h / w``."""
+    validate_network_width(width)
+    w, h = original_size
+    height = max(PATCH, int(math.floor(width * h / w / PATCH + 0.5)) * PATCH)
+    return int(width), height
+
+
+def validate_network_width(width: int) -> None:
+    """``InputError`` unless ``width`` is a positive multiple of 14 (the network's patch size)."""
+    if int(width) != width or width < 2 * PATCH or width % PATCH:
+        lower = max(2 * PATCH, int(width) // PATCH * PATCH)
+        raise InputError(f"--size {width}: the network width must be a multiple of {PATCH} and at least "
+                         f"{2 * PATCH}; use e.g. {lower} or {lower + PATCH} (default 518)")
+
+
+def make_transform(original_size: tuple[int, int], network_size: tuple[int, int], mode: str = "crop",
+                   ) -> ImageTransform:
+    """The crop or pad transform taking a (w, h) frame to the (W, H) network size."""
+    if mode not in MODES:
+        raise InputError(f"--mode {mode}: unknown; use 'crop' or 'pad'")
+    w, h = original_size
+    W, H = network_size
+    if mode == "crop":
+        factor = max(W / w, H / h)
+        new_w, new_h = max(W, round(w * factor)), max(H, round(h * factor))
+        # Negative offsets: the part of the scaled image left of / above the crop window.
+        ox, oy = -((new_w - W) // 2), -((new_h - H) // 2)
+        box = (0, 0, W, H)
+    else:
+        factor = min(W / w, H / h)
+        new_w, new_h = max(1, min(W, round(w * factor))), max(1, min(H, round(h * factor)))
+        ox, oy = (W - new_w) // 2, (H - new_h) // 2
+        box = (ox, oy, ox + new_w, oy + new_h)
+    return ImageTransform(original_size=(int(w), int(h)), network_size=(int(W), int(H)),
+                          scale=(new_w / w, new_h / h), offset=(float(ox), float(oy)), mode=mode,
+                          valid_box=tuple(int(v) for v in box))
+
+
+def _scaled_size(tf: ImageTransform) -> tuple[int, int]:
+    return (round(tf.original_size[0] * tf.scale[0]), round(tf.original_size[1] * tf.scale[1]))
+
+
+def resize_image(image: np.ndarray, tf: ImageTransform) -> np.ndarray:
+    """uint8 ``[h, w, 3]`` (any channel order; kept) -> float32 ``[3, H, W]`` in [0, 1].
+
+    Area averaging when shrinking (no aliasing), bicubic when enlarging. Pad mode fills with white.
+    """
+    new_w, new_h = _scaled_size(tf)
+    shrinking = new_w * new_h < tf.original_size[0] * tf.original_size[1]
+    scaled = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+    W, H = tf.network_size
+    out = np.full((H, W, image.shape[2]), PAD_VALUE, dtype=np.float32)
+    ox, oy = int(tf.offset[0]), int(tf.offset[1])
+    x0, y0, x1, y1 = tf.valid_box
+    out[y0:y1, x0:x1] = scaled[y0 - oy:y1 - oy, x0 - ox:x1 - ox].astype(np.float32) / 255.0
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def _network_to_original_index(tf: ImageTransform, axis: int) -> np.ndarray:
+    """For each network pixel along ``axis`` (0 = x, 1 = y): the original pixel whose area holds its
+    centre, or -1 outside the valid box."""
+    count = tf.network_size[axis]
+    centres = np.arange(count) + 0.5
+    source = np.floor((centres - tf.offset[axis]) / tf.scale[axis]).astype(np.int64)
+    lo, hi = tf.valid_box[axis], tf.valid_box[axis + 2]
+    inside = (np.arange(count) >= lo) & (np.arange(count) < hi)
+    source = np.clip(source, 0, tf.original_size[axis] - 1)
+    return np.where(inside, source, -1)
+
+
+def resize_mask(mask: np.ndarray, tf: ImageTransform) -> np.ndarray:
+    """Binary map ``[h, w]`` (non-zero = 1) -> float32 ``[H, W]`` in {0, 1}, nearest; 0 in padding."""
+    cols = _network_to_original_index(tf, 0)
+    rows = _network_to_original_index(tf, 1)
+    picked = (np.asarray(mask) != 0)[np.clip(rows, 0, None)[:, None], np.clip(cols, 0, None)[None, :]]
+    picked &= (rows >= 0)[:, None] & (cols >= 0)[None, :]
+    return picked.astype(np.float32)
+
+
+def transform_matrix(tf: ImageTransform) -> np.ndarray:
+    """3 x 3 ``A`` with ``[x', y', 1] = A @ [x, y, 1]`` (original -> network pixels)."""
+    return np.array([[tf.scale[0], 0.0, tf.offset[0]], [0.0, tf.scale[1], tf.offset[1]], [0.0, 0.0, 1.0]])
+
+
+def original_to_network_xy(xy: np.ndarray, tf: ImageTransform) -> np.ndarray:
+    """``[..., 2]`` original pixel coordinates -> network pixel coordinates."""
+    return np.asarray(xy, dtype=np.float64) * np.asarray(tf.scale) + np.asarray(tf.offset)
+
+
+def network_to_original_xy(xy: np.ndarray, tf: ImageTransform) -> np.ndarray:
+    """``[..., 2]`` network pixel coordinates -> original pixel coordinates."""
+    return (np.asarray(xy, dtype=np.float64) - np.asarray(tf.offset)) / np.asarray(tf.scale)
+
+
+def intrinsics_to_network(K_original: np.ndarray, tf: ImageTransform) -> np.ndarray:
+    """``[..., 3, 3]`` K in original pixels -> K in network pixels (``A @ K``); exact, no rounding."""
+    return transform_matrix(tf) @ np.asarray(K_original, dtype=np.float64)
+
+
+def intrinsics_to_original(K_network: np.ndarray, tf: ImageTransform) -> np.ndarray:
+    """``[..., 3, 3]`` K in network pixels -> K in the camera's original pixels (``A^-1 @ K``)."""
+    return np.linalg.inv(transform_matrix(tf)) @ np.asarray(K_network, dtype=np.float64)
+
+
+def network_map_to_original(map_hw: np.ndarray, tf: ImageTransform, interpolation: str = "nearest",
+                            fill: Optional[float] = None) -> np.ndarray:
+    """Resample a network-resolution map ``[H, W]`` or ``[H, W, C]`` to the original ``[h, w(, C)]``.
+
+    Each original pixel takes the value at its centre mapped into the network image.
+
+    interpolation:
+      - "nearest": the network pixel holding that point (use for masks and labels);
+      - "linear": bilinear, clamped to the valid box so padding never bleeds in;
+      - "depth": bilinear, except where the 2 x 2 neighbours differ by more than 5 % of the nearest
+        depth or one is NaN; there it is nearest, so depth edges do not produce "flying" points halfway
+        between foreground and background.
+
+    Original pixels whose centre falls outside the valid box (cropped away in crop mode) get ``fill``:
+    NaN by default for float maps, 0 for integer/bool maps (pass ``fill=0`` for float masks).
+    Output dtype: the input's for "nearest", float32 otherwise.
+    """
+    values = np.asarray(map_hw)
+    if values.shape[:2] != (tf.network_size[1], tf.network_size[0]):
+        raise ValueError(f"map is {values.shape[:2]} but the network size (H, W) is "
+                         f"{(tf.network_size[1], tf.network_size[0])}")
+    if interpolation not in ("nearest", "linear", "depth"):
+        raise ValueError(f"unknown interpolation {interpolation!r}")
+    if interpolation == "depth" and values.ndim != 2:
+        raise ValueError("'depth' interpolation expects an [H, W] map")
+    floating = np.issubdtype(values.dtype, np.floating) or interpolation != "nearest"
+    fill_value = (np.nan if floating else 0) if fill is None else fill
+    (x_pos, x_in), (y_pos, y_in) = _original_centres_in_network(tf, 0), _original_centres_in_network(tf, 1)
+    x_lo, x_hi, y_lo, y_hi = tf.valid_box[0], tf.valid_box[2] - 1, tf.valid_box[1], tf.valid_box[3] - 1
+    near_x = np.clip(np.floor(x_pos).astype(np.int64), x_lo, x_hi)
+    near_y = np.clip(np.floor(y_pos).astype(np.int64), y_lo, y_hi)
+    nearest = values[near_y[:, None], near_x[None, :]]
+    if interpolation == "nearest":
+        out = nearest.copy()
+    else:
+        out = _bilinear(values.astype(np.float32), x_pos, y_pos, (x_lo, x_hi), (y_lo, y_hi))
+        if interpolation == "depth":
+            out = np.where(_depth_edges(values.astype(np.float32), x_pos, y_pos, (x_lo, x_hi), (y_lo, y_hi)),
+                           nearest.astype(np.float32), out)
+    outside = ~(y_in[:, None] & x_in[None, :])
+    out[outside] = fill_value
+    return out
+
+
+def _original_centres_in_network(tf: ImageTransform, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Network coordinate of every original pixel centre along ``axis``, and whether it is inside."""
+    centres = (np.arange(tf.original_size[axis]) + 0.5) * tf.scale[axis] + tf.offset[axis]
+    inside = (centres >= tf.valid_box[axis]) & (centres < tf.valid_box[axis + 2])
+    return centres, inside
+
+
+def _corner_indices(pos: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left/right sample index and weight of the right one, positions measured at pixel centres."""
+    centred = pos - 0.5
+    left = np.floor(centred)
+    weight = (centred - left).astype(np.float32)
+    left = left.astype(np.int64)
+    return np.clip(left, lo, hi), np.clip(left + 1, lo, hi), weight
+
+
+def _corners(values, x_pos, y_pos, x_range, y_range):
+    x0, x1, wx = _corner_indices(x_pos, *x_range)
+    y0, y1, wy = _corner_indices(y_pos, *y_range)
+    corners = [values[y[:, None], x[None, :]] for y in (y0, y1) for x in (x0, x1)]
+    return corners, wx, wy
+
+
+def _bilinear(values, x_pos, y_pos, x_range, y_range) -> np.ndarray:
+    (c00, c01, c10, c11), wx, wy = _corners(values, x_pos, y_pos, x_range, y_range)
+    extra = (None,) * (values.ndim - 2)
+    wx = wx[(None, slice(None)) + extra]
+    wy = wy[(slice(None), None) + extra]
+    top = c00 * (1 - wx) + c01 * wx
+    bottom = c10 * (1 - wx) + c11 * wx
+    return (top * (1 - wy) + bottom * wy).astype(np.float32)
+
+
+def _depth_edges(values, x_pos, y_pos, x_range, y_range) -> np.ndarray:
+    corners, _, _ = _corners(values, x_pos, y_pos, x_range, y_range)
+    stack = np.stack(corners)
+    with np.errstate(invalid="ignore"):
+        spread = stack.max(axis=0) - stack.min(axis=0)
+        closest = np.abs(stack).min(axis=0)
+        edge = ~(spread <= DEPTH_EDGE_RELATIVE_JUMP * closest)  # NaN anywhere -> edge
+    return edge
