@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from page4d_cli import __version__
+from page4d_cli.commands.weights import app as weights_app
 
 app = typer.Typer(
     name="page4d",
@@ -12,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(weights_app, name="weights", help="Fetch, register and list pretrained weights.")
 
 
 def _version_callback(value: bool) -> None:
