@@ -34,7 +34,7 @@ PathLike = Union[str, os.PathLike]
 FETCH_HINT = "re-download it (page4d weights fetch) or copy it again"
 
 # safetensors dtype names -> torch dtypes (only those this torch build knows).
-_ST_DTYPES: dict[str, torch.dtype] = {
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     name: getattr(torch, attr)
     for name, attr in {
         "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
@@ -79,7 +79,7 @@ class CheckpointError(ValueError):
 class CheckpointReader:
     """Names, shapes and dtypes of a checkpoint's tensors; ``get`` reads one tensor.
 
-    Attributes: ``path`` (Path), ``format`` ("safetensors" | "torch"), ``metadata`` (dict of str;
+    Attributes: ``path`` (Path), ``format`` ("safetensors" | "torch" | "memory"), ``metadata`` (dict of str;
     the safetensors ``__metadata__``, or for torch files which entry held the state dict and which
     other entries were ignored). Use as a context manager or call :meth:`close`.
     """
@@ -104,8 +104,8 @@ class CheckpointReader:
         raise NotImplementedError
 
     def get(self, key: str) -> torch.Tensor:
-        """Tensor ``key`` on the CPU. It may share pages with the file's memory map: treat it as
-        read-only (copy it into a parameter, or ``clone()`` it)."""
+        """Tensor ``key`` on the CPU, backed by a private (copy-on-write) map of the file: its pages
+        are read when its values are first used, and writing to it never changes the file."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -221,6 +221,15 @@ class TorchReader(CheckpointReader):
             raise self._missing(key) from None
 
 
+class StateDictReader(TorchReader):
+    """An in-memory state dict (e.g. meta tensors) behind the reader interface, for tests and tools."""
+
+    format = "memory"
+
+    def __init__(self, state_dict: Mapping[str, torch.Tensor], name: str = "<state dict>") -> None:
+        super().__init__(Path(name), dict(state_dict), {})
+
+
 def open_checkpoint(path: PathLike) -> CheckpointReader:
     """Open a checkpoint for listing and per-tensor reads; raises :class:`CheckpointError`."""
     path = Path(path)
@@ -244,10 +253,11 @@ def _sniff(path: Path) -> str:
         head = f.read(9)
     if head[:4] == b"PK\x03\x04":
         return "torch-zip"
-    if head[:1] == b"\x80":  # pickle protocol opcode: torch's pre-1.6 format
-        return "torch-legacy"
+    # Before the pickle test: a header length whose low byte is 0x80 would look like a pickle.
     if len(head) == 9 and head[8:9] == b"{":
         return "safetensors"
+    if head[:1] == b"\x80":  # pickle protocol opcode: torch's pre-1.6 format
+        return "torch-legacy"
     if len(head) < 9 and path.suffix == ".safetensors":
         return "safetensors"  # so the header reader reports the truncation
     if head[:2] == b"PK" or path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
@@ -285,8 +295,13 @@ def _read_safetensors_header(path: Path) -> tuple[dict, dict]:
     entries: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
     data_end = 0
     for name, info in header.items():
+        if isinstance(info, dict) and info.get("dtype") not in SAFETENSORS_DTYPES and "dtype" in info:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has dtype {info['dtype']}, which this torch cannot read; "
+                f"convert the file to F32, F16 or BF16"
+            )
         try:
-            dtype = _ST_DTYPES[info["dtype"]]
+            dtype = SAFETENSORS_DTYPES[info["dtype"]]
             shape = tuple(int(s) for s in info["shape"])
             begin, end = (int(o) for o in info["data_offsets"])
         except (KeyError, TypeError, ValueError):
@@ -318,9 +333,10 @@ def _open_torch(path: Path, zipped: bool) -> TorchReader:
         try:
             with zipfile.ZipFile(path):
                 pass
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError):
             raise CheckpointError(
-                f"{path}: truncated or corrupt torch checkpoint ({_first_line(exc)}); {FETCH_HINT}"
+                f"{path}: truncated or corrupt torch checkpoint (its zip directory is missing or damaged, "
+                f"as after an interrupted download); {FETCH_HINT}"
             ) from None
     try:
         with _allow(_harmless_globals()):
