@@ -126,6 +126,12 @@ class Aggregator(nn.Module):
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.encoder_chunk = 32  # images per encoder pass: bounds activation memory for long clips
 
+    def reset_buffers(self) -> None:
+        """Restore the (non-persistent) normalisation constants, e.g. after ``to_empty``."""
+        with torch.no_grad():
+            self.image_mean.copy_(torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+            self.image_std.copy_(torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
     def reset_parameters(self) -> None:
         """Initialise the aggregator's own tensors (the special tokens), as VGGT does."""
         nn.init.normal_(self.camera_token, std=1e-6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from page4d_cli import __version__
+from page4d_cli.commands.inspect_load import inspect_load_command
 from page4d_cli.commands.weights import app as weights_app
 
 app = typer.Typer(
@@ -14,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(weights_app, name="weights", help="Fetch, register and list pretrained weights.")
+app.command("inspect-load")(inspect_load_command)
 
 
 def _version_callback(value: bool) -> None:

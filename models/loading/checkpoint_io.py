@@ -150,7 +150,7 @@ class SafetensorsReader(CheckpointReader):
     def __init__(self, path: Path) -> None:
         header, metadata = _read_safetensors_header(path)
         super().__init__(path, metadata)
-        self._entries = header  # name -> (dtype, shape)
+        self._entries = header  # name -> (dtype, shape, (offset, nbytes))
         self._handle = None  # safe_open is opened on the first get(): listing never maps the file
 
     def keys(self) -> list[str]:
@@ -168,6 +168,16 @@ class SafetensorsReader(CheckpointReader):
         if key not in self._entries:
             raise self._missing(key)
         return self._entries[key][0]
+
+    def data_range(self, key: str) -> tuple[int, int]:
+        """(absolute offset, byte count) of the tensor's raw little-endian data in the file.
+
+        Lets a loader read the bytes straight into the destination tensor, with no memory map whose
+        pages would stay resident.
+        """
+        if key not in self._entries:
+            raise self._missing(key)
+        return self._entries[key][2]
 
     def get(self, key: str) -> torch.Tensor:
         if key not in self._entries:
@@ -269,7 +279,7 @@ def _sniff(path: Path) -> str:
 
 
 def _read_safetensors_header(path: Path) -> tuple[dict, dict]:
-    """Parse and validate the header; returns ({name: (dtype, shape)}, metadata)."""
+    """Parse and validate the header; returns ({name: (dtype, shape, (offset, nbytes))}, metadata)."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         raw_len = f.read(8)
@@ -312,7 +322,7 @@ def _read_safetensors_header(path: Path) -> tuple[dict, dict]:
                 f"{path}: corrupt safetensors header: {name!r} has shape {list(shape)} but "
                 f"{end - begin} bytes; {FETCH_HINT}"
             )
-        entries[name] = (dtype, shape)
+        entries[name] = (dtype, shape, (8 + n + begin, end - begin))  # absolute byte range in the file
         data_end = max(data_end, end)
     if data_end > data_len:
         raise CheckpointError(

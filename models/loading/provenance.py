@@ -1,0 +1,96 @@
+"""Provenance of every tensor of the network: which stage, file and source key(s) filled it, how.
+
+``TensorRecord``: one tensor of the model. ``LoadReport``: all records plus the files, their layouts,
+and the source tensors nobody used. Both serialise to JSON (``to_json``) and the report summarises
+per stage (``counts``) and per module group (``by_group``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+STAGE_NAMES = {1: "stage 1 (Pi3)", 2: "stage 2 (PAGE-4D)", 3: "stage 3 (initialised)"}
+
+
+@dataclass
+class TensorRecord:
+    name: str  # our tensor name
+    shape: tuple
+    group: str  # "encoder", "tokens", "layer 3 / Time-SA / pose", "mask head", "camera head", ...
+    stage: int  # 1 = Pi3, 2 = PAGE-4D, 3 = initialised
+    file: Optional[str] = None
+    source: list = field(default_factory=list)  # source key(s)
+    source_dtype: Optional[str] = None
+    adaptation: list = field(default_factory=list)  # "slice ...", "repeat ...", "copy of layer ...", "dtype ..."
+    reason: Optional[str] = None  # stage 3: why initialised
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= int(s)
+        return n
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["shape"] = list(self.shape)
+        data["numel"] = self.numel
+        return data
+
+
+@dataclass
+class LoadReport:
+    records: list[TensorRecord]
+    files: dict = field(default_factory=dict)  # role -> {"path", "layout", "format", "tensors"}
+    unused: dict = field(default_factory=dict)  # role -> [source keys not used]
+    config: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    dtype: str = "float32"
+
+    def record(self, name: str) -> TensorRecord:
+        for r in self.records:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def counts(self) -> dict:
+        """{stage: {"tensors": n, "parameters": n}} for stages 1-3 (all present, possibly 0)."""
+        counts = {stage: {"tensors": 0, "parameters": 0} for stage in (1, 2, 3)}
+        for r in self.records:
+            counts[r.stage]["tensors"] += 1
+            counts[r.stage]["parameters"] += r.numel
+        return counts
+
+    def by_group(self) -> dict:
+        """{group: {stage: tensors}} in model order."""
+        groups: dict = defaultdict(lambda: defaultdict(int))
+        for r in self.records:
+            groups[r.group][r.stage] += 1
+        return {g: dict(s) for g, s in groups.items()}
+
+    def summary(self) -> dict:
+        """A compact JSON-able summary (for run.json and logs)."""
+        return {
+            "files": self.files,
+            "dtype": self.dtype,
+            "per_stage": {STAGE_NAMES[s]: c for s, c in self.counts().items()},
+            "unused_source_tensors": {role: len(keys) for role, keys in self.unused.items()},
+            "notes": self.notes,
+        }
+
+    def to_json(self) -> dict:
+        return {
+            "summary": self.summary(),
+            "config": self.config,
+            "tensors": [r.to_json() for r in self.records],
+            "unused_source_tensors": self.unused,
+        }
+
+    def write_json(self, path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json(), indent=1))
+        return path
