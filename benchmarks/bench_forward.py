@@ -1,7 +1,7 @@
 """Time and peak memory of one forward pass of the network, over T instants x V cameras.
 
-Each configuration runs in a fresh subprocess so the peak resident set size (ru_maxrss) belongs to it
-alone. "peak MB" is the growth of the peak RSS during the forward pass (after the model and the input
+Each configuration runs in a fresh subprocess; its peak resident set size (VmHWM, reset just before
+the pass, Linux) is read. "peak MB" is the growth of the peak RSS during the forward pass (after the model and the input
 exist), i.e. the activations; "MB/image" divides it by T*V: roughly constant means memory grows
 linearly with the number of images (no attention buffer quadratic in the sequence length).
 
@@ -18,8 +18,14 @@ import subprocess
 import sys
 
 CHILD = r"""
-import json, resource, sys, time, torch
+import json, sys, time, torch
 from models.vggt import VGGT
+
+def hwm_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
 args = json.loads(sys.argv[1])
 torch.manual_seed(0)
 torch.set_num_threads(args["threads"])
@@ -27,12 +33,13 @@ model = VGGT.from_preset(args["preset"], enable_dual_stream=args["dual"]).eval()
 images = torch.rand(1, args["T"], args["V"], 3, args["size"], args["size"])
 with torch.inference_mode():
     model(images[:, :1, :1])  # warm-up on one image (allocator, kernels)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS to the current RSS
+before = hwm_kb()
 start = time.perf_counter()
 with torch.inference_mode():
     model(images)
 seconds = time.perf_counter() - start
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = hwm_kb()
 print(json.dumps({"seconds": seconds, "peak_mb": max(after - before, 0) / 1024.0}))
 """
 
