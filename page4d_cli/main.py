@@ -6,6 +6,7 @@ import typer
 
 from page4d_cli import __version__
 from page4d_cli.commands.inspect_load import inspect_load_command
+from page4d_cli.commands.reconstruct import _HELP as RECONSTRUCT_HELP, reconstruct_cmd
 from page4d_cli.commands.weights import app as weights_app
 
 app = typer.Typer(
@@ -14,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.command("reconstruct", help=RECONSTRUCT_HELP)(reconstruct_cmd)
 app.add_typer(weights_app, name="weights", help="Fetch, register and list pretrained weights.")
 app.command("inspect-load")(inspect_load_command)
 

@@ -180,6 +180,23 @@ def test_network_map_to_original_nearest_and_fill():
     assert np.array_equal(pad[0], values[4].repeat(2))
 
 
+def test_network_map_to_original_is_the_reading_sides_nearest_mapping():
+    """One implementation serves reading and writing: geometry delegates to preprocess (fill 0)."""
+    from page4d_cli.pipeline import preprocess
+
+    rng = np.random.default_rng(3)
+    for tr in (crop_transform(), pad_transform()):
+        maps = rng.uniform(1, 2, (H, W, 3)).astype(np.float32)
+        ours = geometry.network_map_to_original(maps, tr)
+        theirs = preprocess.network_map_to_original(maps, tr, "nearest", fill=0.0)
+        assert ours.dtype == np.float32 and np.array_equal(ours, theirs)
+    assert geometry.intrinsics_to_original is preprocess.intrinsics_to_original
+    labels = np.arange(H * W, dtype=np.uint8).reshape(H, W)
+    widened = geometry.network_map_to_original(labels, crop_transform(), fill=np.nan)  # NaN cannot be uint8
+    as_float = geometry.network_map_to_original(labels.astype(np.float64), crop_transform(), fill=np.nan)
+    assert np.isnan(widened[:, :3]).all() and np.array_equal(widened, as_float, equal_nan=True)
+
+
 def test_depth_edges_flag_the_step_only():
     depth = np.full((10, 12), 2.0)
     depth[:, 6:] = 5.0

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from page4d_cli.pipeline import preprocess
+from page4d_cli.pipeline.preprocess import intrinsics_to_original  # noqa: F401  (re-exported: one implementation)
 from page4d_cli.pipeline.types import ImageTransform
 
 # Where the centre of pixel 0 lies in continuous pixel coordinates (pixel-centre convention).
@@ -182,38 +184,6 @@ def content_mask(transform: ImageTransform) -> np.ndarray:
     return mask
 
 
-def intrinsics_to_original(intrinsic: np.ndarray, transform: ImageTransform) -> np.ndarray:
-    """K in network pixels ``[..., 3, 3]`` -> K in the camera's original pixels.
-
-    network_xy = original_xy * scale + offset, so original_x = (f_n X/Z + c_n - o) / s:
-    f_o = f_n / s and c_o = (c_n - o) / s (per axis; skew scales with x).
-    """
-    sx, sy = transform.scale
-    ox, oy = transform.offset
-    to_original = np.array([[1 / sx, 0, -ox / sx], [0, 1 / sy, -oy / sy], [0, 0, 1]])
-    return to_original @ np.asarray(intrinsic, dtype=np.float64)
-
-
-def original_sampling_indices(transform: ImageTransform) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest network pixel for every original pixel, separable per axis.
-
-    Returns (rows ``[H_orig]``, cols ``[W_orig]``, row_ok ``[H_orig]``, col_ok ``[W_orig]``): the
-    network pixel containing the original pixel centre, and whether it lies inside
-    ``transform.valid_box`` (False for parts of the frame that were cropped away; rows/cols are
-    clipped to a valid index there so they can still be used for fancy indexing).
-    """
-    width_o, height_o = transform.original_size
-    sx, sy = transform.scale
-    ox, oy = transform.offset
-    x0, y0, x1, y1 = transform.valid_box
-    cols = np.floor((np.arange(width_o) + PIXEL_CENTER) * sx + ox).astype(np.int64)
-    rows = np.floor((np.arange(height_o) + PIXEL_CENTER) * sy + oy).astype(np.int64)
-    col_ok = (cols >= x0) & (cols < x1)
-    row_ok = (rows >= y0) & (rows < y1)
-    width_n, height_n = transform.network_size
-    return np.clip(rows, 0, height_n - 1), np.clip(cols, 0, width_n - 1), row_ok, col_ok
-
-
 def network_map_to_original(values: np.ndarray, transform: ImageTransform, fill: float = 0.0) -> np.ndarray:
     """Resample a network-resolution map ``[H_net, W_net, ...]`` to the original ``[H_orig, W_orig, ...]``.
 
@@ -221,11 +191,8 @@ def network_map_to_original(values: np.ndarray, transform: ImageTransform, fill:
     centre falls outside the content box (cropped away in "crop" mode) get ``fill`` — 0 by
     default, which every exporter treats as "invalid"; pass ``np.nan`` for float maps if preferred.
     The values themselves are not rescaled: z-depth does not depend on the image resolution.
+
+    The writing side's spelling of ``preprocess.network_map_to_original(values, transform, "nearest",
+    fill)`` (one implementation for reading and writing); only the default ``fill`` differs.
     """
-    rows, cols, row_ok, col_ok = original_sampling_indices(transform)
-    out = values[np.ix_(rows, cols)]
-    outside = ~(row_ok[:, None] & col_ok[None, :])
-    if np.any(outside):
-        out = out.astype(np.result_type(out.dtype, fill), copy=True)  # python scalar: keeps float32/uint8
-        out[outside] = fill
-    return out
+    return preprocess.network_map_to_original(values, transform, "nearest", fill=fill)

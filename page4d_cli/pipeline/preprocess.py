@@ -154,7 +154,11 @@ def network_map_to_original(map_hw: np.ndarray, tf: ImageTransform, interpolatio
 
     Original pixels whose centre falls outside the valid box (cropped away in crop mode) get ``fill``:
     NaN by default for float maps, 0 for integer/bool maps (pass ``fill=0`` for float masks).
-    Output dtype: the input's for "nearest", float32 otherwise.
+    Output dtype: the input's for "nearest" (widened only when ``fill`` does not fit it, e.g. NaN into
+    an integer map), float32 otherwise. Values are not rescaled (z-depth does not depend on resolution).
+
+    This is the one implementation of the network -> original mapping; ``geometry`` (the writing side)
+    delegates to it.
     """
     values = np.asarray(map_hw)
     if values.shape[:2] != (tf.network_size[1], tf.network_size[0]):
@@ -179,7 +183,11 @@ def network_map_to_original(map_hw: np.ndarray, tf: ImageTransform, interpolatio
             out = np.where(_depth_edges(values.astype(np.float32), x_pos, y_pos, (x_lo, x_hi), (y_lo, y_hi)),
                            nearest.astype(np.float32), out)
     outside = ~(y_in[:, None] & x_in[None, :])
-    out[outside] = fill_value
+    if outside.any():
+        if not np.issubdtype(out.dtype, np.floating) and not float(fill_value).is_integer():
+            # A fill an integer/bool map cannot hold (NaN) widens the output instead of failing.
+            out = out.astype(np.result_type(out.dtype, fill_value))
+        out[outside] = fill_value
     return out
 
 

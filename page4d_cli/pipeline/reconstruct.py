@@ -1,0 +1,294 @@
+"""``reconstruct``: a folder of synchronized cameras in, a complete reconstruction folder out.
+
+This is the library form of ``page4d reconstruct`` (the command only parses options and prints)::
+
+    from page4d_cli.pipeline.reconstruct import ReconstructOptions, reconstruct
+    result = reconstruct("cams/", ReconstructOptions(frames=24, preset="full", out=Path("out/cams")))
+
+Stages, in order (each timed in run.json):
+
+1. check the output folder (an existing one without ``overwrite`` fails before anything slow),
+   resolve the weights (``WeightsNotFound`` before anything slow), pick the device;
+2. ``read``: discover the cameras, sample T instants, decode and preprocess (input errors surface
+   here, before the weights are loaded: reading is cheap next to loading gigabytes);
+3. ``load``: build the network and fill it (random init with ``weights="random"``);
+4. ``network``: one forward pass, or overlapping windows when T x V > ``max_images_per_pass``;
+5. ``stitch``: windows brought into window 0's frame (similarity per window, ``align.py``);
+6. ``export``: every file written into a temporary folder renamed onto the target at the end, so a
+   failure or Ctrl-C leaves no output folder (``output_dir.atomic_output_dir``).
+
+Errors meant for the user (``user_errors()``) have one-line messages; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import torch
+
+from page4d_cli.pipeline import export
+from page4d_cli.pipeline.align import DEFAULT_OVERLAP, plan_windows, slice_clip_batch, stitch_windows
+from page4d_cli.pipeline.device import DevicePolicy, peak_memory, reset_peak_memory, select_device
+from page4d_cli.pipeline.errors import InputError, PathLike
+from page4d_cli.pipeline.output_dir import atomic_output_dir, check_output_dir
+from page4d_cli.pipeline.predict import NetworkPredictor, repair_intrinsics
+from page4d_cli.pipeline.read_clip import read_clip
+from page4d_cli.pipeline.reconstruct_support import (Reporter, WriteWatcher, build_run_info, colmap_frames,
+                                                     expected_file_count, user_errors)
+from page4d_cli.pipeline.records import write_run_json
+from page4d_cli.pipeline.types import ClipBatch, Prediction
+from page4d_cli.pipeline.write_outputs import ExportOptions, export_reconstruction
+
+__all__ = ["ReconstructOptions", "ReconstructResult", "Reporter", "reconstruct", "user_errors",
+           "default_output_dir", "load_network"]
+
+DEFAULT_MAX_IMAGES_PER_PASS = 128  # 24 instants x 4 cameras in one pass; ~40 GB peak for "full" at 518 (bf16)
+PROVENANCE_FILE = "weights_provenance.json"
+
+
+@dataclass
+class ReconstructOptions:
+    """Every option of ``page4d reconstruct`` (same names, ``-`` -> ``_``; defaults are the CLI's)."""
+
+    # reading
+    frames: Optional[int] = 24  # T, spread evenly over [start, end); None = every frame of the span
+    start: Optional[int] = None
+    end: Optional[int] = None
+    stride: Optional[int] = None
+    ref_camera: Optional[str] = None
+    size: int = 518  # network width, multiple of 14
+    mode: str = "crop"  # crop | pad
+    masks: Optional[Path] = None  # external dynamic masks, same layout as the cameras
+    auto_masks: bool = False
+    # output
+    out: Optional[Path] = None  # None = ./page4d_out/<input folder name>
+    overwrite: bool = False
+    # network
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    preset: str = "full"  # full | small | tiny
+    weights: str = "auto"  # auto | random
+    pi3: Optional[Path] = None
+    page4d: Optional[Path] = None
+    max_images_per_pass: int = DEFAULT_MAX_IMAGES_PER_PASS
+    overlap: int = DEFAULT_OVERLAP
+    seed: int = 0  # random initialisation (weights="random" or parts without a file)
+    # points and maps
+    conf_percentile: Optional[float] = None  # None = 25 (VGGT's viewer) unless conf_threshold is given
+    conf_threshold: Optional[float] = None
+    edge_filter: bool = True
+    voxel: Optional[float] = None
+    points_from: str = "depth"  # depth | head
+    depth_format: str = "png"  # png | npy | exr
+    confidence: bool = False  # also write confidence maps (same format as depth)
+    colmap: bool = False
+    colmap_frame: int = 0  # instant t of the COLMAP model
+    # recorded in run.json; the CLI passes the real command line
+    command_line: Optional[str] = None
+
+    def point_filter(self) -> export.PointFilter:
+        percentile = export.DEFAULT_CONF_PERCENTILE if self.conf_percentile is None else self.conf_percentile
+        return export.PointFilter(conf_percentile=percentile, conf_threshold=self.conf_threshold,
+                                  edge_rel_threshold=export.DEFAULT_EDGE_REL_THRESHOLD if self.edge_filter else None,
+                                  voxel=self.voxel, points_from=self.points_from)
+
+    def export_options(self) -> ExportOptions:
+        return ExportOptions(point_filter=self.point_filter(), depth_format=self.depth_format,
+                             confidence_format=self.depth_format if self.confidence else None,
+                             colmap_instant=self.colmap_frame if self.colmap else None)
+
+
+@dataclass
+class ReconstructResult:
+    """What a run produced (everything is also in ``out_dir/run.json``)."""
+
+    out_dir: Path
+    num_instants: int
+    num_cameras: int
+    camera_names: list[str]
+    windows: list[tuple[int, int]]
+    timings_s: dict[str, float]
+    warnings: list[str]
+    files: dict  # export summary per output kind (points, depth, masks, trajectory, colmap, ...)
+    run_record: dict = field(repr=False, default_factory=dict)
+
+
+def default_output_dir(input_dir: PathLike) -> Path:
+    """``./page4d_out/<input folder name>`` (relative to the current directory)."""
+    name = Path(input_dir).expanduser().absolute().resolve().name or "clip"
+    return Path("page4d_out") / name
+
+
+def check_options(options: ReconstructOptions) -> None:
+    """Reject contradictory or out-of-range options before any work (``InputError``, one line)."""
+    if options.conf_percentile is not None and options.conf_threshold is not None:
+        raise InputError("--conf-percentile and --conf-threshold: choose one (a share of points to drop, "
+                         "or an absolute minimum confidence)")
+    if options.conf_percentile is not None and not 0 <= options.conf_percentile < 100:
+        raise InputError(f"--conf-percentile {options.conf_percentile:g}: must be in [0, 100) (the share of "
+                         "lowest-confidence points dropped)")
+    if options.voxel is not None and not options.voxel > 0:
+        raise InputError(f"--voxel {options.voxel:g}: must be > 0 (world units), or leave it out")
+    choices = {"mode": ("crop", "pad"), "points_from": ("depth", "head"), "depth_format": export.MAP_FORMATS,
+               "weights": ("auto", "random")}
+    for name, allowed in choices.items():
+        if getattr(options, name) not in allowed:
+            raise InputError(f"--{name.replace('_', '-')} {getattr(options, name)}: use one of {', '.join(allowed)}")
+    if options.depth_format == "exr" and not cv2.haveImageWriter(".exr"):
+        raise InputError("--depth-format exr: this OpenCV build cannot write EXR files; use --depth-format npy "
+                         "(float32) or png (16-bit)")
+    if options.overlap < 1:
+        raise InputError(f"--overlap {options.overlap}: must be at least 1 (windows are aligned on shared instants)")
+    if options.max_images_per_pass < 1:
+        raise InputError(f"--max-images-per-pass {options.max_images_per_pass}: must be at least 1")
+    if options.colmap_frame < 0:
+        raise InputError(f"--colmap-frame {options.colmap_frame}: must be 0 or more (a sampled instant)")
+    from models.config import Page4DConfig  # ConfigError names the valid presets
+    Page4DConfig.preset(options.preset)
+
+
+def plan_passes(num_instants: int, num_cameras: int, options: ReconstructOptions) -> list[tuple[int, int]]:
+    """Windows of instants, one per forward pass; ``InputError`` when the limits cannot be met."""
+    limit, overlap = options.max_images_per_pass, options.overlap
+    if num_instants * num_cameras <= limit:
+        return [(0, num_instants)]
+    per_pass = limit // num_cameras
+    if per_pass <= overlap:
+        need = num_cameras * (overlap + 1)
+        raise InputError(f"--max-images-per-pass {limit}: {num_instants} instants x {num_cameras} cameras need "
+                         f"windows of more than --overlap {overlap} instants, i.e. at least {need} images per "
+                         f"pass; raise it to {need} or more, or lower --overlap")
+    return plan_windows(num_instants, per_pass, overlap)
+
+
+def load_network(options: ReconstructOptions, selection, policy: DevicePolicy) -> tuple[torch.nn.Module, object]:
+    """The network on ``policy.device`` and its load report (None for random weights).
+
+    Random init is seeded (``options.seed``) without disturbing the caller's global RNG.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(options.seed)
+        if selection.random:
+            from models.vggt import VGGT
+            return VGGT.from_preset(options.preset).to(policy.device).eval(), None
+        from models.loading import load_model
+        return load_model(selection.pi3_path, selection.page4d_path, preset=options.preset,
+                          dtype=torch.float32, device=str(policy.device))
+
+
+def run_network(predictor: NetworkPredictor, batch: ClipBatch, windows: list[tuple[int, int]],
+                reporter: Reporter) -> tuple[list[Prediction], int]:
+    """One forward pass per window, reporting progress over all of them.
+
+    Returns the predictions and how many images needed ``repair_intrinsics``.
+    """
+    units = predictor.units_per_pass
+    total = units * len(windows)
+    predictions = []
+    repaired = 0
+    for k, (start, stop) in enumerate(windows):
+        where = f"window {k + 1}/{len(windows)} (instants {start}-{stop - 1}) · " if len(windows) > 1 else ""
+
+        def tick(done: int, _total: int, detail: str, base: int = k * units) -> None:
+            reporter.stage("network", base + done, total, where + detail)
+
+        window = batch if len(windows) == 1 else slice_clip_batch(batch, start, stop)
+        prediction, count = repair_intrinsics(predictor(window, progress=tick))
+        repaired += count
+        predictions.append(prediction)
+    return predictions, repaired
+
+
+def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = None,
+                progress: Optional[Reporter] = None) -> ReconstructResult:
+    """Run the whole pipeline (see the module docstring) and return where the outputs are.
+
+    progress: receives stage progress, warnings and notices (the CLI draws them with Rich);
+    None = silent. Raises one of ``user_errors()`` for unusable input or options, and lets
+    ``KeyboardInterrupt`` through (no output folder is left behind in either case).
+    """
+    from page4d_cli.weights import resolve_weights
+
+    options = ReconstructOptions() if options is None else options
+    reporter = progress if progress is not None else Reporter()
+    started = time.perf_counter()
+    check_options(options)
+    out_dir = check_output_dir(options.out if options.out is not None else default_output_dir(input_dir),
+                               options.overwrite)
+    selection = resolve_weights(options.weights, pi3=options.pi3, page4d=options.page4d)
+    policy = select_device(options.device)
+    reset_peak_memory(policy)
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        reporter.warning(message)
+
+    timings: dict[str, float] = {}
+
+    clock = time.perf_counter()
+    batch = read_clip(input_dir, frames=options.frames, start=options.start, end=options.end,
+                      stride=options.stride, size=options.size, mode=options.mode, ref_camera=options.ref_camera,
+                      masks_dir=options.masks, auto_masks=options.auto_masks,
+                      progress=lambda done, total: reporter.stage("read", done, total))
+    timings["read"] = time.perf_counter() - clock
+    for message in batch.warnings:
+        warn(message)
+    if selection.random:
+        warn("random weights (--weights random): the outputs show the pipeline works, not the scene")
+    num_t, num_v = batch.frame_indices.shape
+    if num_v == 1:
+        warn(f"only one camera ({batch.cameras[0].name}): a monocular reconstruction; depth and poses come from "
+             "one view over time, without a second viewpoint to fix the geometry")
+    if options.colmap and options.colmap_frame >= num_t:
+        raise InputError(f"--colmap-frame {options.colmap_frame}: the clip has {num_t} sampled instants "
+                         f"(0..{num_t - 1}); choose one of those")
+    windows = plan_passes(num_t, num_v, options)
+    if len(windows) > 1:
+        reporter.info(f"{num_t} instants x {num_v} cameras exceed --max-images-per-pass "
+                      f"{options.max_images_per_pass}: {len(windows)} overlapping windows of "
+                      f"{windows[0][1] - windows[0][0]} instants, stitched into one frame")
+
+    clock = time.perf_counter()
+    reporter.stage("load", 0, None, f"{options.preset} network on {policy.device}")
+    model, load_report = load_network(options, selection, policy)
+    timings["load"] = time.perf_counter() - clock
+    reporter.stage("load", 1, 1, "done")
+
+    clock = time.perf_counter()
+    predictions, repaired = run_network(NetworkPredictor(model, policy), batch, windows, reporter)
+    if repaired:
+        passes = sum(stop - start for start, stop in windows) * num_v
+        warn(f"the network predicted a zero field of view (infinite focal length) for {repaired} of the {passes} "
+             "images it saw; those use the median focal length of the others (a 60 degree view when none is valid)")
+    del model  # free the weights before the export allocates its own buffers
+    timings["network"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    prediction, alignments = stitch_windows(windows, predictions)
+    del predictions
+    timings["stitch"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    export_options = options.export_options()
+    frames = colmap_frames(batch, options.colmap_frame) if options.colmap else None
+    with atomic_output_dir(out_dir, options.overwrite) as tmp:
+        expected = expected_file_count(prediction, batch, export_options)
+        with WriteWatcher(tmp, expected, lambda done, total: reporter.stage("write", done, total)):
+            files = export_reconstruction(tmp, prediction, batch, export_options, colmap_frames=frames)
+            if load_report is not None:
+                load_report.write_json(tmp / PROVENANCE_FILE)
+        timings["export"] = time.perf_counter() - clock
+        timings["total"] = time.perf_counter() - started
+        info = build_run_info(input_dir, options, batch, selection, load_report, policy, windows, alignments,
+                              timings, peak_memory(policy), files, warnings,
+                              provenance_file=PROVENANCE_FILE if load_report is not None else None)
+        record = write_run_json(tmp, info)
+    reporter.stage("write", expected, expected, "done")
+    return ReconstructResult(out_dir=out_dir, num_instants=num_t, num_cameras=num_v,
+                             camera_names=[cam.name for cam in batch.cameras], windows=list(windows),
+                             timings_s=dict(timings), warnings=warnings, files=files, run_record=record)
+
