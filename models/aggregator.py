@@ -15,6 +15,11 @@ pose and geometry streams carry their own tokens to the last layer. L_mid layers
 (``pose_time_blocks`` ... ``geo_view_blocks``); after L_mid both streams use the shared blocks.
 The camera head reads the pose stream, the DPT heads the geometry stream.
 
+Optional (issue 3): Sparse Global-SA after the View-SA of ``sparse_global_layers`` on all T*V*N tokens
+(``models/sparse_global.py``: its output replaces the stream's tokens and the View-SA half of that
+layer's recorded output); the epipolar prior in the View-SA of ``epipolar_layers`` when cameras are
+given (``models/epipolar.py``).
+
 Block containers are indexed by the 0-based layer: ``time_blocks[k - 1]`` is layer k; in dual-stream
 mode the shared containers have no entry for L_mid layers.
 """
@@ -29,10 +34,19 @@ from torch import nn
 
 from models.config import Page4DConfig
 from models.dynamic_mask import MaskBias, MaskFusion, SpatialMaskHead
+from models.epipolar import EpipolarPrior, epipolar_view_block
 from models.layers.attention import LowRankBias
 from models.layers.block import Block
 from models.layers.rope import RotaryPositionEmbedding2D, patch_positions
 from models.layers.vision_transformer import DinoEncoder
+from models.sparse_global import (
+    SparseGlobalBlock,
+    build_sparse_blocks,
+    check_landmark_k,
+    container_name,
+    keypoint_bias,
+    sparse_streams,
+)
 from models.temporal_encoding import build_temporal_encoding
 from models.token_layout import (
     from_time_sequences,
@@ -125,6 +139,14 @@ class Aggregator(nn.Module):
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.encoder_chunk = 32  # images per encoder pass: bounds activation memory for long clips
+        # Sparse Global-SA (models/sparse_global.py); built last so the other modules' init is unchanged.
+        self.sparse_layers = [k - 1 for k in cfg.sparse_global_layers] if cfg.enable_sparse_global else []
+        if self.sparse_layers:
+            for name, blocks in build_sparse_blocks(cfg, self.mid[0] if self.dual else None, self.rope).items():
+                setattr(self, name, LayerModules(blocks))
+            self.lambda_kpt = nn.Parameter(torch.zeros(()))
+            self.sync_sparse_blocks()
+        self.epipolar_layers = {k - 1 for k in cfg.resolved_epipolar_layers} if cfg.enable_epipolar_prior else set()
 
     def reset_buffers(self) -> None:
         """Restore the (non-persistent) normalisation constants, e.g. after ``to_empty``."""
@@ -136,6 +158,8 @@ class Aggregator(nn.Module):
         """Initialise the aggregator's own tensors (the special tokens), as VGGT does."""
         nn.init.normal_(self.camera_token, std=1e-6)
         nn.init.normal_(self.register_token, std=1e-6)
+        if hasattr(self, "lambda_kpt"):  # Sparse Global-SA keypoint bias: neutral at init
+            nn.init.zeros_(self.lambda_kpt)
 
     def _block(self, k: int) -> Block:
         cfg = self.cfg
@@ -159,6 +183,20 @@ class Aggregator(nn.Module):
             container = getattr(self, name)
             for k in container.layers():
                 yield name, k, container[k]
+
+    def sparse_blocks_of(self, k: int, stream: str) -> SparseGlobalBlock:
+        return getattr(self, container_name(stream))[k]
+
+    def all_sparse_blocks(self) -> Iterable[tuple[str, int, SparseGlobalBlock]]:
+        """(stream, 0-based layer, sparse block) for every Sparse Global-SA block."""
+        for k in self.sparse_layers:
+            for stream in sparse_streams(k, self.mid[0] if self.dual else None):
+                yield stream, k, self.sparse_blocks_of(k, stream)
+
+    def sync_sparse_blocks(self) -> None:
+        """(Re)copy weights and eps of each sparse block from the View-SA block it follows (after loading)."""
+        for stream, k, block in self.all_sparse_blocks():
+            block.copy_from(self.blocks_of("view", k, stream))
 
     # ------------------------------------------------------------------ forward
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -192,10 +230,15 @@ class Aggregator(nn.Module):
         images: torch.Tensor,
         ext_mask: Optional[torch.Tensor] = None,
         record_layers: Optional[Iterable[int]] = None,
+        ext_keypoints: Optional[torch.Tensor] = None,
+        intrinsics: Optional[torch.Tensor] = None,
+        extrinsics: Optional[torch.Tensor] = None,
     ) -> AggregatorOutput:
         """images [B, T, V, 3, H, W]; ext_mask [B, T, V, P] (patch fractions) or None.
 
         record_layers: 0-based layers whose outputs to keep (None = all).
+        ext_keypoints: K_ext pooled to patches [B, T, V, P] or None (Sparse Global-SA).
+        intrinsics [B, T, V, 3, 3], extrinsics [B, T, V, 4|3, 4]: cameras for the epipolar prior, or None.
         """
         B, T, V, _, H, W = images.shape
         grid = (H // self.cfg.patch_size, W // self.cfg.patch_size)
@@ -206,6 +249,13 @@ class Aggregator(nn.Module):
         positions = patch_positions(1, grid[0], grid[1], self.patch_start, device=images.device)
         time_index = torch.arange(T, device=images.device).repeat_interleave(N)
         source = self.cfg.resolved_mask_source_layer
+        epipolar = None
+        if self.epipolar_layers and intrinsics is not None and V > 1:
+            epipolar = EpipolarPrior(intrinsics, extrinsics, grid, self.cfg.patch_size, self.patch_start,
+                                     self.cfg.epipolar_band, self.cfg.epipolar_penalty)
+        if self.sparse_layers:
+            check_landmark_k(self.cfg, grid[0] * grid[1])
+            lambda_kpt = self.lambda_kpt.clamp(-self.cfg.lambda_clamp_value, self.cfg.lambda_clamp_value)
 
         def set_mask(layer_tokens: torch.Tensor) -> None:
             out.mask_tilde, out.mask, out.mask_alpha, out.mask_beta = self.compute_mask(layer_tokens, ext_mask, grid)
@@ -223,7 +273,13 @@ class Aggregator(nn.Module):
                 key_mask = tokens_from_patches(out.mask, self.patch_start)  # 0 at camera/register tokens
             for name in list(streams):
                 x_time = self._time_sa(k, name, streams[name], positions, time_index, key_mask)
-                x_view = self._view_sa(k, name, x_time, positions, key_mask)
+                x_view = self._view_sa(k, name, x_time, positions, key_mask,
+                                       epipolar if k in self.epipolar_layers else None)
+                if k in self.sparse_layers:
+                    # Replaces the stream's tokens and the View-SA half of the recorded output.
+                    kpt = keypoint_bias(lambda_kpt, name, ext_keypoints, self.patch_start)
+                    score = ext_keypoints.reshape(B, T * V, -1) if ext_keypoints is not None else None
+                    x_view = self.sparse_blocks_of(k, name)(x_view, positions, kpt, score)
                 if k in record:
                     out.layers[name][k] = torch.cat((x_time, x_view), dim=-1)
                 streams[name] = x_view
@@ -244,12 +300,15 @@ class Aggregator(nn.Module):
         seq = block(seq, positions.repeat(1, T, 1), rotations, LowRankBias.concat(biases))
         return from_time_sequences(seq, B, T, V)
 
-    def _view_sa(self, k, stream, x, positions, key_mask) -> torch.Tensor:
+    def _view_sa(self, k, stream, x, positions, key_mask, epipolar=None) -> torch.Tensor:
         B, T, V = x.shape[:3]
         seq = to_view_sequences(x)
         bias = None
         if key_mask is not None:
             bias = self.mask_bias.bias(to_view_sequences(key_mask), stream, "view", self.patch_start, x.shape[3])
         block = self.blocks_of("view", k, stream)
-        seq = block(seq, positions.repeat(1, V, 1), (), bias)
+        if epipolar is not None:
+            seq = epipolar_view_block(block, seq, positions.repeat(1, V, 1), bias, epipolar)
+        else:
+            seq = block(seq, positions.repeat(1, V, 1), (), bias)
         return from_view_sequences(seq, B, T, V)

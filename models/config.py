@@ -16,6 +16,7 @@ Presets (``Page4DConfig.preset(name)``):
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -136,11 +137,15 @@ class Page4DConfig:
     dilated_levels: tuple[int, ...] = (1, 2, 4)
     memory_tokens_num: int = 32
     enable_epipolar_prior: bool = False
+    epipolar_penalty: float = 4.0  # logits subtracted off the epipolar band (see models/epipolar.py)
+    epipolar_band: float = 2.0  # half-width of the band, in patches
+    epipolar_layers: Optional[tuple[int, ...]] = None  # 1-based View-SA layers; None = mid_layers
 
     def __post_init__(self) -> None:
         # Normalise list-like fields to tuples so configs stay hashable and comparable.
-        for name in ("mid_layers", "sparse_global_layers", "dilated_levels"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        for name in ("mid_layers", "sparse_global_layers", "dilated_levels", "epipolar_layers"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         for name in ("img_size", "patch_size", "embed_dim", "depth", "num_heads"):
             _positive(name, getattr(self, name))
         if self.embed_dim % self.num_heads:
@@ -192,7 +197,33 @@ class Page4DConfig:
         if self.sparse_strategy not in SPARSE_STRATEGIES:
             raise ConfigError(f"sparse_strategy must be one of {SPARSE_STRATEGIES}, got {self.sparse_strategy!r}")
         self._check_layers("sparse_global_layers", self.sparse_global_layers)
+        if self.enable_sparse_global:
+            self._check_sparse_global()
+        if self.epipolar_layers is not None:
+            self._check_layers("epipolar_layers", self.epipolar_layers)
+        if not (self.epipolar_penalty >= 0 and math.isfinite(self.epipolar_penalty)):
+            raise ConfigError(f"epipolar_penalty must be a finite value >= 0 (logits), got {self.epipolar_penalty}")
+        if not (self.epipolar_band > 0 and math.isfinite(self.epipolar_band)):
+            raise ConfigError(f"epipolar_band must be > 0 (patches), got {self.epipolar_band}")
         self._check_layers("dpt.layers", self.dpt_layers)
+
+    def _check_sparse_global(self) -> None:
+        layers = self.sparse_global_layers
+        if not layers:
+            raise ConfigError("enable_sparse_global=True needs sparse_global_layers, e.g. "
+                              f"[{self.depth - 1}, {self.depth}] (1-based, 1..{self.depth}); got an empty list")
+        if len(set(layers)) != len(layers):
+            raise ConfigError(f"sparse_global_layers has duplicates: {list(layers)}")
+        patches = (self.img_size // self.patch_size) ** 2
+        if self.sparse_strategy == "landmark" and not 1 <= self.landmark_k <= patches:
+            raise ConfigError(f"landmark_k must be in 1..{patches} (patches per image at img_size={self.img_size}, "
+                              f"patch_size={self.patch_size}), got {self.landmark_k}")
+        if self.sparse_strategy == "dilated":
+            if not self.dilated_levels or any(level <= 0 for level in self.dilated_levels):
+                raise ConfigError(f"dilated_levels must be a non-empty list of positive time offsets, "
+                                  f"e.g. [1, 2, 4]; got {list(self.dilated_levels)}")
+        if self.sparse_strategy == "memory_bank" and self.memory_tokens_num <= 0:
+            raise ConfigError(f"memory_tokens_num must be > 0, got {self.memory_tokens_num}")
 
     def _check_layers(self, name: str, layers: Sequence[int]) -> None:
         bad = [k for k in layers if not 1 <= k <= self.depth]
@@ -215,6 +246,11 @@ class Page4DConfig:
         if self.dpt.layers is not None:
             return tuple(self.dpt.layers)  # type: ignore[return-value]
         return tuple(max(1, round(k * self.depth / 24)) for k in (5, 12, 18, 24))  # type: ignore[return-value]
+
+    @property
+    def resolved_epipolar_layers(self) -> tuple[int, ...]:
+        """1-based layers whose View-SA uses the epipolar prior (default: the mid layers)."""
+        return self.mid_layers if self.epipolar_layers is None else self.epipolar_layers
 
     @property
     def resolved_mask_source_layer(self) -> int:

@@ -22,6 +22,12 @@ forward(images [B, T, V, 3, H, W] in [0, 1], ext_mask=None) returns a dict, per 
 
 ``ext_mask``: an external dynamic mask M_ext, [B, T, V, H, W] at image resolution (pooled to the patch
 grid as the fraction of each patch that is dynamic) or [B, T, V, h, w] already on the patch grid.
+
+Keyword-only (issue 3): ``ext_keypoints`` K_ext_seq, a keypoint heatmap (values in [0, 1] expected),
+[B, T, V, H, W] (max-pooled to patches) or [B, T, V, h, w]: Sparse Global-SA's landmark score and the
+lambda_kpt bias. ``intrinsics`` [B, T, V, 3, 3] (network-input pixels) and ``extrinsics``
+[B, T, V, 4, 4] or [B, T, V, 3, 4] (world-to-camera, OpenCV): the epipolar prior's cameras (used only
+with ``enable_epipolar_prior``). After loading weights call ``model.aggregator.sync_sparse_blocks()``.
 """
 
 from __future__ import annotations
@@ -33,12 +39,14 @@ import torch
 from torch import nn
 
 from models.aggregator import Aggregator
-from models.config import ConfigError, Page4DConfig
+from models.config import Page4DConfig
 from models.dynamic_mask import pool_to_patches
+from models.epipolar import check_cameras
 from models.heads.camera_head import CameraHead
 from models.heads.dpt_head import DPTHead
 from models.heads.pose_encoding import encoding_to_extrinsic_intrinsic
-from models.inputs import check_images, check_ext_mask
+from models.inputs import check_ext_mask, check_images
+from models.sparse_global import keypoints_to_patches
 
 
 class VGGT(nn.Module):
@@ -49,16 +57,6 @@ class VGGT(nn.Module):
         elif overrides:
             config = config.replace(**overrides)
         self.config = config
-        if config.enable_sparse_global:
-            raise ConfigError(
-                "enable_sparse_global: Sparse Global-SA is not yet available in this version of page4d; "
-                "construct the model with enable_sparse_global=False"
-            )
-        if config.enable_epipolar_prior:
-            raise ConfigError(
-                "enable_epipolar_prior: the epipolar prior is not yet available in this version of page4d; "
-                "construct the model with enable_epipolar_prior=False"
-            )
         dim_in = 2 * config.embed_dim
         self.aggregator = Aggregator(config)
         self.camera_head = CameraHead(dim_in, config.camera_head) if config.enable_camera else None
@@ -79,7 +77,8 @@ class VGGT(nn.Module):
         return sorted(needed)
 
     def forward(self, images: torch.Tensor, ext_mask: Optional[torch.Tensor] = None,
-                return_all_layers: bool = False) -> dict:
+                return_all_layers: bool = False, *, ext_keypoints: Optional[torch.Tensor] = None,
+                intrinsics: Optional[torch.Tensor] = None, extrinsics: Optional[torch.Tensor] = None) -> dict:
         cfg = self.config
         check_images(images, cfg.patch_size)
         B, T, V, _, H, W = images.shape
@@ -90,8 +89,13 @@ class VGGT(nn.Module):
                 ext_mask = pool_to_patches(ext_mask, cfg.patch_size)
             else:
                 ext_mask = ext_mask.reshape(B, T, V, rows * cols)
+        if ext_keypoints is not None:
+            ext_keypoints = keypoints_to_patches(ext_keypoints, images.shape, (rows, cols), cfg.patch_size)
+            ext_keypoints = ext_keypoints.to(images.dtype)
+        check_cameras(intrinsics, extrinsics, (B, T, V))
         record = None if return_all_layers else self.head_layers()
-        agg = self.aggregator(images, ext_mask.to(images.dtype) if ext_mask is not None else None, record)
+        agg = self.aggregator(images, ext_mask.to(images.dtype) if ext_mask is not None else None, record,
+                              ext_keypoints=ext_keypoints, intrinsics=intrinsics, extrinsics=extrinsics)
         out: dict = {"images": images}
         if return_all_layers:
             out["aggregated"] = agg.layers
