@@ -254,3 +254,26 @@ def pi3_decoder_reference(w, patches, rows, cols, layers, heads):
         outputs.append(torch.cat((frame, glob), -1))
         x = glob
     return outputs
+
+
+def test_sparse_blocks_copy_their_layer_and_start_neutral(files):
+    kwargs = dict(enable_sparse_global=True, sparse_global_layers=(3, 4), sparse_strategy="landmark", landmark_k=4)
+    model, report = load_model(pi3=files["pi3"], page4d=files["page4d"], preset="tiny", **kwargs)
+    plain, _ = load_model(pi3=files["pi3"], page4d=files["page4d"], preset="tiny")
+    agg = model.aggregator
+    # Layer 3 (a mid layer of the dual stream, from Pi3) and layer 4 (after the mid layers, PAGE-4D).
+    for k, stream in ((2, "geo"), (3, "geo"), (3, "pose")):
+        sparse = agg.sparse_blocks_of(k, stream)
+        view = agg.blocks_of("view", k, stream)
+        for (name, a), (_, b) in zip(sparse.block.named_parameters(), view.named_parameters()):
+            assert torch.equal(a, b), (k, stream, name)
+        assert sparse.block.eps == view.eps  # numerics of the source copied as well
+    assert agg.sparse_blocks_of(2, "geo").block.eps == (1e-6, 1e-5)  # Pi3's
+    record = report.record("aggregator.geo_sparse_blocks.3.block.attn.qkv.weight")
+    assert record.stage == 2 and record.source == ["aggregator.global_blocks.3.attn.qkv.weight"]
+    assert "copy of the View-SA block of this layer" in record.adaptation
+    assert report.record("aggregator.geo_sparse_blocks.3.gate").stage == 3
+    images = random_images(1, 2, 2, 42, 56, seed=12)
+    with torch.no_grad():
+        a, b = model(images), plain(images)
+    assert (a["depth"] - b["depth"]).abs().max() < 1e-6

@@ -117,8 +117,8 @@ def load_model(pi3: Optional[PathLike] = None, page4d: Optional[PathLike] = None
             copy_source_into(readers[role], r.source[0], params[r.name], _adaptation_fn(r.name, role))
             if r.source_dtype != str(dtype).replace("torch.", ""):
                 r.adaptation.append(f"dtype {r.source_dtype} -> {str(dtype).replace('torch.', '')}")
-    finish_stage3_copies(model, report)
     apply_source_numerics(model, report)
+    finish_stage3_copies(model, report)  # after the numerics: sparse blocks copy their layer's eps too
     for reader in readers.values():
         reader.close()
     return model.eval(), report
