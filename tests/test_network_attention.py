@@ -263,7 +263,7 @@ def test_spatial_mask_head_ranges(layout):
     saturated = head(torch.randn(3, 35, 64) * 100, 5, 7)
     assert (saturated >= -0.5).all() and (saturated <= 0.5).all()
     if layout == "ckpt150":
-        assert head.trained_alpha == pytest.approx(math.log1p(math.exp(float(head.alpha_logit))))
+        assert head.trained_alpha == pytest.approx(math.log1p(math.exp(float(head.alpha_logit.detach()))))
 
 
 def test_dual_stream_at_lambda_zero_equals_single_stream():
