@@ -91,8 +91,10 @@ def _choose_reference_indices(available: int, frames: Optional[int], start: Opti
         return np.arange(first, stop, dtype=np.int64)
     count = int(frames)
     if count > stop - first:
-        raise InputError(f"--frames {count}: only {stop - first} frames are available between frames {first} "
-                         f"and {stop - 1} ({span_words}); use --frames {stop - first} or fewer")
+        where = (f"the span common to all cameras is {reference_name} frames 0..{available - 1}"
+                 if (first, stop) == (0, available) else f"between frames {first} and {stop - 1}")
+        raise InputError(f"--frames {count}: only {stop - first} frames are available ({where}); "
+                         f"use --frames {stop - first} or fewer")
     # Evenly spaced over [first, stop - 1]; spacing >= 1 and floor(x + .5) keep them distinct.
     return np.floor(np.linspace(first, stop - 1, count) + 0.5).astype(np.int64)
 
