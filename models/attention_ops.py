@@ -20,52 +20,18 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
-from models.layers.attention import Attention, LowRankBias
+from models.layers.attention import Attention, biased_attention
 from models.layers.block import Block
 
 
 def project_qkv(attn: Attention, h: torch.Tensor, positions: Optional[torch.Tensor]):
     """h [B, L, C] (already norm1'ed), positions [B|1, L, 2] or None -> q, k, v [B, H, L, D]."""
-    B, L, C = h.shape
-    qkv = attn.qkv(h).reshape(B, L, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    if attn.rope is not None and positions is not None:
-        q, k = attn.rope(q, positions), attn.rope(k, positions)
-    return q, k, v
+    return attn.project(h, positions)
 
 
-def attend(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    scale: float,
-    bias: Optional[LowRankBias] = None,
-    mask: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """q [.., Lq, D], k [.., Lk, D], v [.., Lk, Ev] (leading dims [Bq, H]) -> [.., Lq, Ev].
-
-    bias: LowRankBias with query [Bq|1, H|1, Lq, r], key [Bq|1, H|1, Lk, r]; mask: broadcastable to
-    [Bq, H, Lq, Lk], additive float (q's dtype) or boolean (True = attend).
-    """
-    if bias is not None and bias.rank > 0:
-        lead = q.shape[:2]
-        D, rank = q.shape[-1], bias.rank
-        # Multiple of 8 channels keeps fused kernels usable; v is padded alike when it has q's width.
-        padded = -(-(D + rank) // 8) * 8
-        extra = padded - D - rank
-        q_bias = (bias.query.to(q.dtype) / scale).expand(*lead, q.shape[2], rank)
-        k_bias = bias.key.to(k.dtype).expand(*lead, k.shape[2], rank)
-        q = torch.cat((q, q_bias, q.new_zeros(*lead, q.shape[2], extra)), dim=-1)
-        k = torch.cat((k, k_bias, k.new_zeros(*lead, k.shape[2], extra)), dim=-1)
-        width = v.shape[-1]
-        if width == D:
-            v = torch.cat((v, v.new_zeros(*v.shape[:-1], padded - D)), dim=-1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-        return out[..., :width]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+# The fused, low-rank-biased attention of every block, with an optional small additive mask.
+attend = biased_attention
 
 
 def merge_heads(o: torch.Tensor) -> torch.Tensor:

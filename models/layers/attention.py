@@ -57,24 +57,35 @@ class LowRankBias:
 
 
 def biased_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias: Optional[LowRankBias] = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    bias: Optional[LowRankBias] = None,
+    mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """softmax(scale * q k^T + bias) v with a fused kernel. q, k, v: [B, H, L, D] -> [B, H, Lq, D]."""
+    """softmax(scale * q k^T + bias + mask) v with one fused kernel call.
+
+    q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Ev] -> [B, H, Lq, Ev]. ``bias`` is carried as extra
+    q/k channels (no Lq x Lk tensor); ``mask`` is an optional additive float or boolean ``attn_mask``
+    broadcastable to [B, H, Lq, Lk] that the caller keeps small (one chunk of queries). ``v`` may be
+    narrower or wider than q/k (tests pass an identity matrix as values to read the weights back).
+    """
     if bias is None or bias.rank == 0:
-        return F.scaled_dot_product_attention(q, k, v, scale=scale)
-    B, H, Lq, D = q.shape
-    Lk = k.shape[2]
-    rank = bias.rank
-    # Pad to a multiple of 8 channels so fused kernels accept the head size.
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    lead = q.shape[:2]
+    D, rank = q.shape[-1], bias.rank
+    # Pad to a multiple of 8 channels so fused kernels accept the head size; v alike when it has q's width.
     padded = -(-(D + rank) // 8) * 8
     extra = padded - D - rank
-    q_bias = (bias.query.to(q.dtype) / scale).expand(B, H, Lq, rank)
-    k_bias = bias.key.to(k.dtype).expand(B, H, Lk, rank)
-    q_ext = torch.cat((q, q_bias, q.new_zeros(B, H, Lq, extra)), dim=-1)
-    k_ext = torch.cat((k, k_bias, k.new_zeros(B, H, Lk, extra)), dim=-1)
-    v_ext = torch.cat((v, v.new_zeros(B, H, Lk, padded - D)), dim=-1)
-    out = F.scaled_dot_product_attention(q_ext, k_ext, v_ext, scale=scale)
-    return out[..., :D]
+    q_bias = (bias.query.to(q.dtype) / scale).expand(*lead, q.shape[2], rank)
+    k_bias = bias.key.to(k.dtype).expand(*lead, k.shape[2], rank)
+    q = torch.cat((q, q_bias, q.new_zeros(*lead, q.shape[2], extra)), dim=-1)
+    k = torch.cat((k, k_bias, k.new_zeros(*lead, k.shape[2], extra)), dim=-1)
+    width = v.shape[-1]
+    if width == D:
+        v = torch.cat((v, v.new_zeros(*v.shape[:-1], padded - D)), dim=-1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)[..., :width]
 
 
 class Attention(nn.Module):
@@ -117,6 +128,16 @@ class Attention(nn.Module):
         bias: Optional[LowRankBias] = None,
     ) -> torch.Tensor:
         B, L, C = x.shape
+        q, k, v = self.project(x, positions, rotations)
+        if self.probe is not None:
+            self.probe(q, k, bias)
+        out = biased_attention(q, k, v, self.scale, bias)
+        return self.proj(out.transpose(1, 2).reshape(B, L, C))
+
+    def project(self, x: torch.Tensor, positions: Optional[torch.Tensor] = None,
+                rotations: tuple = ()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, L, C] -> q, k, v [B, H, L, D]: qkv projection, q/k norms, 2D RoPE, extra rotations."""
+        B, L, C = x.shape
         qkv = self.qkv(x).reshape(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
@@ -124,7 +145,4 @@ class Attention(nn.Module):
             q, k = self.rope(q, positions), self.rope(k, positions)
         for rotate in rotations:
             q, k = rotate(q), rotate(k)
-        if self.probe is not None:
-            self.probe(q, k, bias)
-        out = biased_attention(q, k, v, self.scale, bias)
-        return self.proj(out.transpose(1, 2).reshape(B, L, C))
+        return q, k, v
