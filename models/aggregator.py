@@ -202,7 +202,8 @@ class Aggregator(nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, T, V, 3, H, W] in [0, 1] -> tokens [B, T, V, N, C]."""
         B, T, V, _, H, W = images.shape
-        flat = images.reshape(B * T * V, 3, H, W)
+        # Weights loaded in bf16/fp16 without autocast: compute in the weights' dtype.
+        flat = images.reshape(B * T * V, 3, H, W).to(self.camera_token.dtype)
         patches = [
             self.encoder((chunk - self.image_mean.to(chunk.dtype)) / self.image_std.to(chunk.dtype))
             for chunk in flat.split(self.encoder_chunk)

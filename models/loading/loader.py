@@ -9,6 +9,8 @@ the requested dtype, and filled tensor by tensor. Safetensors tensors are read s
 into the destination (no memory map); torch pickles are memory-mapped and each tensor's pages are
 released from the process after its copy, so peak resident memory stays close to the model's size.
 
+With ``dtype`` bfloat16/float16 the aggregator is stored in that dtype and the heads stay float32.
+
 ``inspect_load`` computes the same plan from the file headers alone (seconds on 5 GB files).
 """
 
@@ -104,6 +106,7 @@ def load_model(pi3: Optional[PathLike] = None, page4d: Optional[PathLike] = None
     cfg = config_for(preset, layouts, config, **overrides)
     with torch.device("meta"):
         model = VGGT(config=cfg).to(dtype)
+        keep_heads_float32_(model)
     report = build_plan(model, readers, layouts, dtype, on_size_mismatch)
     model = model.to_empty(device=device)
     reset_buffers_(model)
@@ -115,13 +118,21 @@ def load_model(pi3: Optional[PathLike] = None, page4d: Optional[PathLike] = None
                 continue
             role = "pi3" if r.stage == 1 else "page4d"
             copy_source_into(readers[role], r.source[0], params[r.name], _adaptation_fn(r.name, role))
-            if r.source_dtype != str(dtype).replace("torch.", ""):
-                r.adaptation.append(f"dtype {r.source_dtype} -> {str(dtype).replace('torch.', '')}")
+            target_dtype = str(params[r.name].dtype).replace("torch.", "")
+            if r.source_dtype != target_dtype:
+                r.adaptation.append(f"dtype {r.source_dtype} -> {target_dtype}")
     apply_source_numerics(model, report)
     finish_stage3_copies(model, report)  # after the numerics: sparse blocks copy their layer's eps too
     for reader in readers.values():
         reader.close()
     return model.eval(), report
+
+
+def keep_heads_float32_(model: VGGT) -> None:
+    """The camera, depth and point heads stay float32 whatever the requested dtype (as trained)."""
+    for head in (model.camera_head, model.depth_head, model.point_head):
+        if head is not None:
+            head.float()
 
 
 def _adaptation_fn(name: str, role: str):
