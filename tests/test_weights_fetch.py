@@ -23,7 +23,7 @@ from page4d_cli.main import app
 from page4d_cli.weights import Registry, select
 from page4d_cli.weights.fetch import (FetchError, LicenceNotAccepted, NotEnoughDiskSpace,
                                       VerificationError, fetch_weights)
-from page4d_cli.weights.registry import layout_reader_available
+from page4d_cli.weights.registry import detect_file_layout as registry_detect_file_layout
 from tests.hub_server import COMMIT, SHARED_KEYS, FakeHub, write_page4d_pt, write_pi3_safetensors
 
 PI3 = ("yyfz233/Pi3", "model.safetensors")
@@ -45,8 +45,14 @@ def env(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 16 * 1024)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(fetch_mod, "layout_reader_available", lambda: False)
+    # The fake hub serves stand-in bytes, not checkpoints: their layout is taken from the file name.
+    monkeypatch.setattr(fetch_mod, "detect_file_layout", _layout_from_name)
     return tmp_path
+
+
+def _layout_from_name(path) -> str:
+    path = str(path)
+    return "pi3" if path.endswith(".safetensors") else ("vggt" if "VGGT" in path else "page4d")
 
 
 @pytest.fixture
@@ -85,7 +91,7 @@ def test_full_download_through_cdn_redirect_is_verified_and_registered(env, monk
     assert str(path).startswith(str(env / "hf" / "hub" / "models--yyfz233--Pi3" / "snapshots" / COMMIT))
     assert (entry.size, entry.verified, entry.verified_how) == (len(data), True, "size+sha256")
     assert entry.source["repo_id"] == "yyfz233/Pi3" and entry.source["commit"] == COMMIT
-    assert entry.layout == "pi3" and entry.layout_checked is False
+    assert entry.layout == "pi3" and entry.layout_checked is True
     assert (env / "hf" / "hub" / "models--yyfz233--Pi3" / "refs" / "main").read_text() == COMMIT
 
 
@@ -234,21 +240,18 @@ def test_unreachable_endpoint_is_a_clear_error(env):
 
 def test_wrong_layout_after_download_is_not_registered(hub, monkeypatch):
     hub.add(*MASK, _data(1000), repo_type="dataset")
-    monkeypatch.setattr(fetch_mod, "layout_reader_available", lambda: True)
     monkeypatch.setattr(fetch_mod, "detect_file_layout", lambda path: "pi3")
     with pytest.raises(VerificationError, match="has layout 'pi3', but role 'page4d' needs"):
         fetch_weights(select("page4d"), console=Console(file=io.StringIO()))
     assert Registry().entries() == []
 
 
-needs_reader = pytest.mark.skipif(
-    not (layout_reader_available() and SHARED_KEYS.is_dir()),
-    reason="needs models.loading.checkpoint_io.detect_layout and ../shared/reference/keys")
+needs_reader = pytest.mark.skipif(not SHARED_KEYS.is_dir(), reason="needs ../shared/reference/keys")
 
 
 @needs_reader
 def test_fetched_files_get_their_layout_read(hub, tmp_path, monkeypatch):
-    monkeypatch.setattr(fetch_mod, "layout_reader_available", layout_reader_available)
+    monkeypatch.setattr(fetch_mod, "detect_file_layout", registry_detect_file_layout)
     hub.add(*PI3, write_pi3_safetensors(tmp_path / "p.safetensors").read_bytes())
     hub.add(*MASK, write_page4d_pt(tmp_path / "m.pt").read_bytes(), repo_type="dataset")
     result = _fetch_cli("all", "-y")

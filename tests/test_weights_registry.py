@@ -12,7 +12,7 @@ import page4d_cli.weights.registry as registry_mod
 from page4d_cli.main import app
 from page4d_cli.weights import (Registry, RegistryEntry, RegistryError, WeightsError, WeightsNotFound,
                                 add_local, resolve_weights)
-from page4d_cli.weights.registry import LayoutError, layout_reader_available
+from page4d_cli.weights.registry import LayoutError
 from tests.hub_server import SHARED_KEYS, write_page4d_pt, write_pi3_safetensors
 
 
@@ -145,14 +145,6 @@ def test_add_records_the_layout_and_checks_the_role(tmp_path, monkeypatch):
     assert Registry().current("page4d").layout == "vggt"
 
 
-def test_add_without_layout_reader_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(registry_mod, "_layout_reader", lambda: "models.loading.checkpoint_io is not installed")
-    result = _cli("add", str(_file(tmp_path, "a.safetensors")), "--as", "pi3")
-    assert result.exit_code == 1
-    assert "cannot check the layout of" in result.output and "checkpoint_io" in result.output
-    assert Registry().entries() == []
-
-
 def test_add_missing_file(tmp_path):
     result = _cli("add", str(tmp_path / "absent.pt"), "--as", "page4d")
     assert result.exit_code == 1 and "absent.pt does not exist" in result.output
@@ -160,9 +152,7 @@ def test_add_missing_file(tmp_path):
 
 # --- add with the real layout reader (models.loading.checkpoint_io) ------------------------------
 
-needs_reader = pytest.mark.skipif(
-    not (layout_reader_available() and SHARED_KEYS.is_dir()),
-    reason="needs models.loading.checkpoint_io.detect_layout and ../shared/reference/keys")
+needs_reader = pytest.mark.skipif(not SHARED_KEYS.is_dir(), reason="needs ../shared/reference/keys")
 
 
 @needs_reader

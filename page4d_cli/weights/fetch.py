@@ -40,8 +40,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
 
 from page4d_cli.weights.catalog import HubFile, format_size
 from page4d_cli.weights.registry import (LayoutError, Registry, RegistryEntry, WeightsError,
-                                         check_role_layout, detect_file_layout,
-                                         layout_reader_available)
+                                         check_role_layout, detect_file_layout)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _HASH_CHUNK = 8 * 1024 * 1024
@@ -346,16 +345,14 @@ def _download(remote: RemoteFile, settings: HubSettings, revision: str, progress
     return Path(path)
 
 
-def _layout_of(pointer: Path, item: HubFile) -> tuple[str, bool]:
-    """The downloaded file's layout, read off the file when the reader is available."""
-    if not layout_reader_available():
-        return item.layout, False
+def _layout_of(pointer: Path, item: HubFile) -> str:
+    """The downloaded file's layout, read off the file; it must fit the item's role."""
     layout = detect_file_layout(pointer)
     try:
         check_role_layout(pointer, item.role, layout)
     except LayoutError as exc:
         raise VerificationError(f"{item.label} passed the hub checks but {exc}; not registered") from None
-    return layout, True
+    return layout
 
 
 def fetch_weights(items: list[HubFile], *, accept_licence: bool = False,
@@ -384,13 +381,13 @@ def fetch_weights(items: list[HubFile], *, accept_licence: bool = False,
         with Progress(*columns, console=console) as progress:
             pointer = _download(remote, settings, revision, progress)
             verified, how = verify_download(pointer, remote, progress)
-        layout, checked = _layout_of(pointer, item)
+        layout = _layout_of(pointer, item)
         source = {"endpoint": settings.endpoint, "repo_id": item.repo_id,
                   "repo_type": item.repo_type, "filename": item.filename, "revision": revision,
                   "commit": remote.commit, "etag": remote.etag}
         entry = registry.add(RegistryEntry(
             role=item.role, path=str(pointer), size=pointer.resolve().stat().st_size, layout=layout,
-            layout_checked=checked, verified=verified, verified_how=how, source=source))
+            layout_checked=True, verified=verified, verified_how=how, source=source))
         console.print(f"registered {item.filename} as {item.role} ({layout}, {how}): {pointer}",
                       soft_wrap=True)
         entries.append(entry)

@@ -17,7 +17,6 @@ points at the cache's snapshot path) and local files stay where the user keeps t
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import tempfile
@@ -29,7 +28,6 @@ from typing import Any, Iterator
 from page4d_cli.weights.catalog import ACCEPTED_LAYOUTS, ROLES
 
 REGISTRY_VERSION = 1
-_CHECKPOINT_IO = "models.loading.checkpoint_io"
 
 
 class WeightsError(Exception):
@@ -68,8 +66,8 @@ class RegistryEntry:
     """One registered weights file.
 
     ``layout`` is what the file holds (``pi3``, ``page4d``, ``page4d_ckpt150``, ``vggt``);
-    ``layout_checked`` says whether it was read off the file (False: taken from the catalog because
-    the layout reader was unavailable). ``verified`` is True only when the content was checked
+    ``layout_checked`` says whether it was read off the file (always, in this version).
+    ``verified`` is True only when the content was checked
     against a hash the hub reported; ``verified_how`` says what was checked. ``source`` is
     ``"local"`` or a dict naming the hub endpoint, repo, file, requested revision and commit.
     """
@@ -183,41 +181,16 @@ class Registry:
 # Layout checks (the reader itself belongs to models.loading.checkpoint_io)
 
 
-def _layout_reader():
-    """``(detect_layout, CheckpointError)``, or the reason the layout reader is unavailable (a str).
-
-    The reader is written separately: ``detect_layout`` is looked up in models.loading.checkpoint_io
-    and, failing that, in models.loading.layouts (where the first version of it lives).
-    """
-    try:
-        if importlib.util.find_spec(_CHECKPOINT_IO) is None:
-            return f"{_CHECKPOINT_IO} is not installed"
-        checkpoint_io = importlib.import_module(_CHECKPOINT_IO)
-        detect = getattr(checkpoint_io, "detect_layout", None)
-        if detect is None:
-            detect = importlib.import_module("models.loading.layouts").detect_layout
-        return detect, checkpoint_io.CheckpointError
-    except (ImportError, AttributeError) as exc:
-        return f"{_CHECKPOINT_IO}.detect_layout cannot be used ({exc})"
-
-
-def layout_reader_available() -> bool:
-    """Whether checkpoint layouts can be read (``models.loading.checkpoint_io.detect_layout``)."""
-    return not isinstance(_layout_reader(), str)
-
-
 def detect_file_layout(path: Path) -> str:
     """The layout of the checkpoint at ``path``, read from its header only.
 
     Imported lazily: the reader needs torch and is only used when a file is added or fetched.
     """
-    reader = _layout_reader()
-    if isinstance(reader, str):
-        raise LayoutError(f"cannot check the layout of {path}: {reader}")
-    detect_layout, checkpoint_error = reader
+    from models.loading import CheckpointError, detect_layout
+
     try:
         return str(detect_layout(path))
-    except checkpoint_error as exc:
+    except CheckpointError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LayoutError(f"{path} is not a usable checkpoint: {first}") from None
 
