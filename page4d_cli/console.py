@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from typing import NoReturn, Optional
+
+import typer
 from rich.console import Console
+from rich.markup import escape
 
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+EXIT_ERROR = 1
 
 
-def print_error(message: object) -> None:
+def one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+def print_error(message: object, console: Optional[Console] = None) -> None:
     """``error: <message>`` on one line of stderr (the message itself names the file and the fix)."""
-    text = " ".join(str(message).split())
-    _err.print("error:", style="red", end=" ")
-    _err.print(text, markup=False, soft_wrap=True)
+    console = console or Console(stderr=True)
+    console.print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True, highlight=False)
 
 
-def print_warning(message: object) -> None:
-    text = " ".join(str(message).split())
-    _err.print(f"warning: {text}", style="yellow", markup=False, soft_wrap=True)
+def fail(message: object, code: int = EXIT_ERROR, console: Optional[Console] = None) -> NoReturn:
+    """Print the one-line error and exit with ``code`` (no traceback)."""
+    print_error(message, console)
+    raise typer.Exit(code)

@@ -19,7 +19,6 @@ from page4d_cli.pipeline.preprocess import (
 from page4d_cli.pipeline.read_clip import read_clip
 from page4d_cli.pipeline.sampling import plan_samples
 from page4d_cli.pipeline.sources import discover_cameras, natural_key
-from page4d_cli.pipeline.types import CameraInfo
 
 BITS = 8
 SHARED_CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dexycb-4view"

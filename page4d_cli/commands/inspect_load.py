@@ -12,7 +12,7 @@ from rich.console import Console
 from models.config import ConfigError
 from models.loading.checkpoint_io import CheckpointError
 from models.loading.loader import config_for, inspect_load, open_sources, would_fill
-from page4d_cli.console import print_error
+from page4d_cli.console import fail
 from page4d_cli.inspect_report import render_report, report_json
 from page4d_cli.weights import WeightsError, resolve_weights
 
@@ -41,8 +41,7 @@ def inspect_load_command(
             _, layouts = open_sources(None, None)
             fill = would_fill(config_for(preset, layouts))
     except (CheckpointError, ConfigError, WeightsError) as exc:
-        print_error(exc)
-        raise typer.Exit(1)
+        fail(exc)
     if as_json:
         typer.echo(json.dumps(report_json(report, layer, tensor, fill), indent=1))
     else:

@@ -21,6 +21,8 @@ from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeRemainingColumn)
 
+from page4d_cli.console import fail
+
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 STAGE_LABELS = {"read": "decoding", "load": "loading network", "network": "network", "write": "writing"}
@@ -89,9 +91,7 @@ class RichReporter:
 
 def _fail(console: Console, message: str, code: int = EXIT_ERROR) -> None:
     """One red line on stderr (no traceback), then exit with ``code``."""
-    line = " ".join(str(message).split())
-    console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code)
+    fail(message, code, console)
 
 
 def _command_line() -> Optional[str]:

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from page4d_cli.console import fail
 from page4d_cli.weights.catalog import format_size, select
 from page4d_cli.weights.registry import Registry, WeightsError, add_local
 
@@ -45,8 +46,7 @@ class Role(str, Enum):
 
 def _fail(exc: Exception) -> None:
     """Print a one-line error on stderr and exit 1."""
-    Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+    fail(exc)
 
 
 _FETCH_HELP = "\n\n".join([
