@@ -107,11 +107,21 @@ def _network_to_original_index(tf: ImageTransform, axis: int) -> np.ndarray:
 
 def resize_mask(mask: np.ndarray, tf: ImageTransform) -> np.ndarray:
     """Binary map ``[h, w]`` (non-zero = 1) -> float32 ``[H, W]`` in {0, 1}, nearest; 0 in padding."""
+    return resize_map_nearest(np.asarray(mask) != 0, tf, fill=False).astype(np.float32)
+
+
+def resize_map_nearest(values: np.ndarray, tf: ImageTransform, fill=0) -> np.ndarray:
+    """Map ``[h, w(, C)]`` (depth, labels) -> ``[H, W(, C)]``, nearest, same dtype; ``fill`` in padding.
+
+    Each network pixel takes the original pixel holding its centre (never a blend: depth edges stay sharp).
+    """
     cols = _network_to_original_index(tf, 0)
     rows = _network_to_original_index(tf, 1)
-    picked = (np.asarray(mask) != 0)[np.clip(rows, 0, None)[:, None], np.clip(cols, 0, None)[None, :]]
-    picked &= (rows >= 0)[:, None] & (cols >= 0)[None, :]
-    return picked.astype(np.float32)
+    values = np.asarray(values)
+    picked = values[np.clip(rows, 0, None)[:, None], np.clip(cols, 0, None)[None, :]]
+    inside = (rows >= 0)[:, None] & (cols >= 0)[None, :]
+    picked[~inside] = fill
+    return picked
 
 
 def transform_matrix(tf: ImageTransform) -> np.ndarray:
