@@ -439,6 +439,7 @@ def test_overwrite_replaces_only_on_success(tmp_path):
     target = tmp_path / "out"
     target.mkdir()
     (target / "old.txt").write_text("old")
+    (target / "run.json").write_text('{"format": "page4d-run"}')  # a page4d output: replaceable
     with pytest.raises(RuntimeError):
         with atomic_output_dir(target, overwrite=True) as tmp:
             (tmp / "new.txt").write_text("new")

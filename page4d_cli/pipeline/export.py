@@ -32,6 +32,7 @@ import numpy as np
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 import cv2  # noqa: E402
 
+from models.errors import Page4DError  # noqa: E402
 from page4d_cli.pipeline import geometry  # noqa: E402
 from page4d_cli.pipeline.types import ClipBatch, Prediction  # noqa: E402
 
@@ -46,7 +47,7 @@ MASK_MODES = ("binary", "probability")
 _PERCENTILE_SAMPLE = 4_000_000
 
 
-class ExportError(Exception):
+class ExportError(Page4DError):
     """An export option cannot be honoured; the one-line message says how to fix it."""
 
 
@@ -150,9 +151,9 @@ def fused_points(pred: Prediction, batch: ClipBatch, instant: int, point_filter:
     return np.concatenate(all_points), np.clip(np.concatenate(all_colors), 0.0, 1.0)
 
 
-_EMPTY_PLY_HEADER = (
-    "ply\nformat binary_little_endian 1.0\ncomment Created by page4d (no points kept)\nelement vertex 0\n"
-    "property double x\nproperty double y\nproperty double z\n"
+_PLY_HEADER = (
+    "ply\nformat binary_little_endian 1.0\ncomment Created by page4d\nelement vertex {count}\n"
+    "property {coord} x\nproperty {coord} y\nproperty {coord} z\n"
     "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
 )
 
@@ -176,23 +177,32 @@ def voxel_downsample(points: np.ndarray, colors: np.ndarray, voxel: Optional[flo
     return np.asarray(cloud.points), np.asarray(cloud.colors)
 
 
-def write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> int:
-    """Write a binary PLY (float64 xyz, uchar RGB) with open3d; return the number of points.
+def ply_bytes(points: np.ndarray, colors: np.ndarray) -> bytes:
+    """A binary little-endian PLY: xyz as float32 when ``points`` is float32, else float64; uchar RGB.
 
-    open3d refuses to write an empty cloud, so an instant where every point was filtered out gets a
-    valid header-only PLY with the same properties (readers then see 0 points, not a missing file).
+    points ``[N, 3]``, colors ``[N, 3]`` in [0, 1] (rounded to 0..255 as open3d does). N = 0 gives a
+    valid header-only file (readers then see 0 points, not a missing file).
     """
-    import open3d as o3d
+    coord, kind = ("float", "<f4") if points.dtype == np.float32 else ("double", "<f8")
+    vertex = np.empty(len(points), dtype=[("x", kind), ("y", kind), ("z", kind),
+                                          ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    for axis, name in enumerate("xyz"):
+        vertex[name] = points[:, axis]
+    rgb = np.rint(np.clip(colors, 0.0, 1.0) * 255.0).astype(np.uint8)
+    for axis, name in enumerate(("red", "green", "blue")):
+        vertex[name] = rgb[:, axis]
+    return _PLY_HEADER.format(count=len(points), coord=coord).encode("ascii") + vertex.tobytes()
 
+
+def write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> int:
+    """Write a binary PLY (``ply_bytes``); return the number of points.
+
+    Written with plain file I/O (not open3d, whose C writer prints one line per failed write and
+    only returns False): a full disk raises ``OSError(ENOSPC)`` like every other writer.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    cloud = _open3d_cloud(points, colors)
-    count = len(cloud.points)
-    if count == 0:
-        path.write_bytes(_EMPTY_PLY_HEADER.encode("ascii"))
-        return 0
-    if not o3d.io.write_point_cloud(str(path), cloud, write_ascii=False):
-        raise OSError(f"{path}: open3d could not write the point cloud")
-    return count
+    path.write_bytes(ply_bytes(np.asarray(points), np.asarray(colors)))
+    return len(points)
 
 
 def write_point_clouds(out_dir: Path, pred: Prediction, batch: ClipBatch,
@@ -256,13 +266,16 @@ def write_map_file(path: Path, values: np.ndarray, fmt: str) -> None:
     if fmt == "exr" and not cv2.haveImageWriter(".exr"):
         raise ExportError("this OpenCV build cannot write EXR files (OPENCV_IO_ENABLE_OPENEXR / codec missing); "
                           "use depth format 'npy' instead")
+    # Encode in memory, write with Python: a full disk then raises OSError(ENOSPC) instead of a libpng
+    # message on stderr and a False that is easy to miss.
     try:
-        ok = cv2.imwrite(str(path), values)
+        ok, encoded = cv2.imencode(f".{fmt}", values)
     except cv2.error as exc:  # e.g. EXR disabled at run time
         reason = str(exc).strip().splitlines()[-1]
         raise ExportError(f"{path}: OpenCV could not write it ({reason}); use format 'npy'") from exc
     if not ok:
-        raise OSError(f"{path}: OpenCV could not write the file")
+        raise ExportError(f"{path}: OpenCV could not encode the {fmt} image; use format 'npy'")
+    path.write_bytes(encoded.tobytes())
 
 
 def _write_maps(out_dir: Path, folder: str, maps: np.ndarray, batch: ClipBatch, fmt: str) -> dict:

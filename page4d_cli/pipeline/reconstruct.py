@@ -34,7 +34,10 @@ from page4d_cli.pipeline import export
 from page4d_cli.pipeline.align import DEFAULT_OVERLAP, plan_windows, slice_clip_batch, stitch_windows
 from page4d_cli.pipeline.device import DevicePolicy, peak_memory, reset_peak_memory, select_device
 from page4d_cli.pipeline.errors import InputError, PathLike
-from page4d_cli.pipeline.output_dir import atomic_output_dir, check_output_dir
+from page4d_cli.pipeline.feedback import auto_mask_warnings, empty_point_warnings, write_auto_masks
+from page4d_cli.pipeline.output_dir import (DISK_FULL_ERRNOS, OutputDirError, atomic_output_dir, check_free_space,
+                                            check_output_dir, disk_full_error, sweep_stale_siblings)
+from page4d_cli.pipeline.output_size import estimate_output_bytes
 from page4d_cli.pipeline.predict import NetworkPredictor, repair_intrinsics
 from page4d_cli.pipeline.read_clip import read_clip
 from page4d_cli.pipeline.reconstruct_support import (Reporter, WriteWatcher, build_run_info, colmap_frames,
@@ -199,6 +202,9 @@ def run_network(predictor: NetworkPredictor, batch: ClipBatch, windows: list[tup
         prediction, count = repair_intrinsics(predictor(window, progress=tick))
         repaired += count
         predictions.append(prediction)
+        window_done = getattr(reporter, "window_done", None)  # optional in the reporter protocol
+        if window_done is not None:
+            window_done(k + 1, len(windows), start, stop)
     return predictions, repaired
 
 
@@ -215,17 +221,22 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     options = ReconstructOptions() if options is None else options
     reporter = progress if progress is not None else Reporter()
     started = time.perf_counter()
-    check_options(options)
-    out_dir = check_output_dir(options.out if options.out is not None else default_output_dir(input_dir),
-                               options.overwrite)
-    selection = resolve_weights(options.weights, pi3=options.pi3, page4d=options.page4d)
-    policy = select_device(options.device)
-    reset_peak_memory(policy)
     warnings: list[str] = []
 
     def warn(message: str) -> None:
         warnings.append(message)
         reporter.warning(message)
+
+    check_options(options)
+    # --overwrite never replaces the input (or the masks) nor a folder page4d did not write.
+    protect = [Path(input_dir)] + ([Path(options.masks)] if options.masks is not None else [])
+    out_dir = check_output_dir(options.out if options.out is not None else default_output_dir(input_dir),
+                               options.overwrite, protect)
+    for note in sweep_stale_siblings(out_dir):
+        warn(note)
+    selection = resolve_weights(options.weights, pi3=options.pi3, page4d=options.page4d)
+    policy = select_device(options.device)
+    reset_peak_memory(policy)
 
     timings: dict[str, float] = {}
 
@@ -247,6 +258,11 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
         raise InputError(f"--colmap-frame {options.colmap_frame}: the clip has {num_t} sampled instants "
                          f"(0..{num_t - 1}); choose one of those")
     windows = plan_passes(num_t, num_v, options)
+    export_options = options.export_options()
+    needed_bytes = estimate_output_bytes(batch, export_options)
+    check_free_space(out_dir, needed_bytes)  # before the network, not after it
+    for message in auto_mask_warnings(batch) if options.auto_masks else []:
+        warn(message)
     if len(windows) > 1:
         reporter.info(f"{num_t} instants x {num_v} cameras exceed --max-images-per-pass "
                       f"{options.max_images_per_pass}: {len(windows)} overlapping windows of "
@@ -273,20 +289,29 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     timings["stitch"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    export_options = options.export_options()
     frames = colmap_frames(batch, options.colmap_frame) if options.colmap else None
-    with atomic_output_dir(out_dir, options.overwrite) as tmp:
-        expected = expected_file_count(prediction, batch, export_options)
-        with WriteWatcher(tmp, expected, lambda done, total: reporter.stage("write", done, total)):
-            files = export_reconstruction(tmp, prediction, batch, export_options, colmap_frames=frames)
-            if load_report is not None:
-                load_report.write_json(tmp / PROVENANCE_FILE)
-        timings["export"] = time.perf_counter() - clock
-        timings["total"] = time.perf_counter() - started
-        info = build_run_info(input_dir, options, batch, selection, load_report, policy, windows, alignments,
-                              timings, peak_memory(policy), files, warnings,
-                              provenance_file=PROVENANCE_FILE if load_report is not None else None)
-        record = write_run_json(tmp, info)
+    try:
+        with atomic_output_dir(out_dir, options.overwrite, protect) as tmp:
+            expected = expected_file_count(prediction, batch, export_options)
+            with WriteWatcher(tmp, expected, lambda done, total: reporter.stage("write", done, total)):
+                files = export_reconstruction(tmp, prediction, batch, export_options, colmap_frames=frames)
+                if options.auto_masks and batch.ext_masks is not None:
+                    files["auto_masks"] = write_auto_masks(tmp, batch)
+                if load_report is not None:
+                    load_report.write_json(tmp / PROVENANCE_FILE)
+            for message in empty_point_warnings(files.get("points"), prediction, batch, export_options.point_filter):
+                warn(message)
+            timings["export"] = time.perf_counter() - clock
+            timings["total"] = time.perf_counter() - started
+            info = build_run_info(input_dir, options, batch, selection, load_report, policy, windows, alignments,
+                                  timings, peak_memory(policy), files, warnings,
+                                  provenance_file=PROVENANCE_FILE if load_report is not None else None)
+            record = write_run_json(tmp, info)
+    except OSError as exc:  # the temporary folder is removed by now
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(exc, out_dir, needed_bytes) from None
+        raise OutputDirError(f"--out {out_dir}: writing {exc.filename or 'the output'} failed ({exc.strerror or exc}); "
+                             "nothing was written; check the disk and its permissions") from None
     reporter.stage("write", expected, expected, "done")
     return ReconstructResult(out_dir=out_dir, num_instants=num_t, num_cameras=num_v,
                              camera_names=[cam.name for cam in batch.cameras], windows=list(windows),

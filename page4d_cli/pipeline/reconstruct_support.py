@@ -38,6 +38,9 @@ class Reporter:
     def info(self, message: str) -> None:
         pass
 
+    def window_done(self, index: int, count: int, start: int, stop: int) -> None:
+        """Network window ``index`` (1-based) of ``count``, instants ``[start, stop)``, has finished."""
+
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose one-line message is meant for the person running page4d (exit code 1)."""

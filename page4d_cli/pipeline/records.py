@@ -21,6 +21,7 @@ import numpy as np
 
 from page4d_cli.pipeline import geometry
 from page4d_cli.pipeline.export import camera_dir, check_shapes
+from page4d_cli.pipeline.output_dir import RUN_FORMAT
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
 CAMERAS_FORMAT = "page4d-cameras"
@@ -180,6 +181,7 @@ def software_versions() -> dict:
 def build_run_record(info: dict) -> dict:
     """``info`` + software versions + creation time; raise ``ValueError`` if a required key is missing.
 
+    ``format`` is ``RUN_FORMAT`` ("page4d-run"): ``--overwrite`` replaces only folders carrying it.
     Required (``RUN_REQUIRED``): command_line, device, dtype, weights (provenance summary: name,
     source, sha256, ...), timings_s (seconds per stage), peak_memory (bytes, per device). Extra
     keys are kept. Versions given by the caller win over the detected ones.
@@ -187,7 +189,7 @@ def build_run_record(info: dict) -> dict:
     missing = [key for key in RUN_REQUIRED if key not in info]
     if missing:
         raise ValueError(f"run.json is missing required keys: {', '.join(missing)}")
-    record = dict(info)
+    record = {"format": RUN_FORMAT, **info}  # the marker that lets --overwrite replace this folder later
     record["versions"] = {**software_versions(), **info.get("versions", {})}
     record.setdefault("created_utc", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     record.setdefault("argv", list(sys.argv))
