@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from page4d_cli.pipeline.errors import InputError, display_path
-from page4d_cli.pipeline.sources import list_image_files, read_image_file
+from page4d_cli.pipeline.sources import list_image_files, read_image_file, reencode_advice
 
 
 def iter_video_frames(path: Path, indices: Iterable[int], expected_size: Optional[tuple[int, int]] = None,
@@ -31,8 +31,7 @@ def iter_video_frames(path: Path, indices: Iterable[int], expected_size: Optiona
         return
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise InputError(f"{display_path(path)}: cannot open the video; re-encode it, e.g. "
-                         f"ffmpeg -i {path.name} -c:v libx264 {path.stem}_fixed.mp4")
+        raise InputError(f"{display_path(path)}: cannot open the video; {reencode_advice(path)}")
     try:
         position = 0  # index of the frame the next grab() returns
         for index in wanted:
@@ -40,13 +39,11 @@ def iter_video_frames(path: Path, indices: Iterable[int], expected_size: Optiona
                 if not capture.grab():
                     raise InputError(
                         f"{display_path(path)}: frame {position} cannot be decoded (file truncated or "
-                        f"corrupt); re-encode it, e.g. ffmpeg -i {path.name} -c:v libx264 "
-                        f"{path.stem}_fixed.mp4")
+                        f"corrupt); {reencode_advice(path)}")
                 position += 1
             ok, frame = capture.retrieve()
             if not ok or frame is None:
-                raise InputError(f"{display_path(path)}: frame {index} cannot be decoded; re-encode it, e.g. "
-                                 f"ffmpeg -i {path.name} -c:v libx264 {path.stem}_fixed.mp4")
+                raise InputError(f"{display_path(path)}: frame {index} cannot be decoded; {reencode_advice(path)}")
             _check_size(frame, expected_size, f"{display_path(path)} frame {index}")
             yield index, frame
     finally:

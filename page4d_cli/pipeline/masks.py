@@ -72,14 +72,23 @@ def _iter_binary_masks(kind: str, source: Path, camera: CameraInfo, indices: np.
             yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) > 127
 
 
+def check_masks_dir(masks_dir: PathLike) -> Path:
+    """``masks_dir`` as a Path, or ``InputError`` when it is missing or a file (checked before any work)."""
+    masks_dir = Path(masks_dir)
+    if masks_dir.is_file():
+        raise InputError(f"{display_path(masks_dir)}: is a file, not a masks folder; pass the folder that holds "
+                         "one mask folder or mask video per camera (same names as the cameras)")
+    if not masks_dir.is_dir():
+        raise InputError(f"{display_path(masks_dir)}: masks folder not found; pass a folder with one mask "
+                         f"folder or mask video per camera (same names as the cameras)")
+    return masks_dir
+
+
 def load_external_masks(masks_dir: PathLike, cameras: list[CameraInfo], frame_indices: np.ndarray,
                         transforms: list[ImageTransform], warnings: Optional[WarningLog] = None,
                         tick: Tick = None) -> np.ndarray:
     """Masks of every camera at ``frame_indices`` ``[T, V]`` -> ``[T, V, H, W]`` float32 in {0, 1}."""
-    masks_dir = Path(masks_dir)
-    if not masks_dir.is_dir():
-        raise InputError(f"{display_path(masks_dir)}: masks folder not found; pass a folder with one mask "
-                         f"folder or mask video per camera (same names as the cameras)")
+    masks_dir = check_masks_dir(masks_dir)
     warnings = WarningLog() if warnings is None else warnings
     T, V = frame_indices.shape
     W, H = transforms[0].network_size

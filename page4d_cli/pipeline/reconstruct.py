@@ -35,6 +35,7 @@ from page4d_cli.pipeline.align import DEFAULT_OVERLAP, plan_windows, slice_clip_
 from page4d_cli.pipeline.device import DevicePolicy, peak_memory, reset_peak_memory, select_device
 from page4d_cli.pipeline.errors import InputError, PathLike
 from page4d_cli.pipeline.feedback import auto_mask_warnings, empty_point_warnings, write_auto_masks
+from page4d_cli.pipeline.masks import check_masks_dir
 from page4d_cli.pipeline.output_dir import (DISK_FULL_ERRNOS, OutputDirError, atomic_output_dir, check_free_space,
                                             check_output_dir, disk_full_error, sweep_stale_siblings)
 from page4d_cli.pipeline.output_size import estimate_output_bytes
@@ -147,6 +148,8 @@ def check_options(options: ReconstructOptions) -> None:
         raise InputError(f"--overlap {options.overlap}: must be at least 1 (windows are aligned on shared instants)")
     if options.max_images_per_pass < 1:
         raise InputError(f"--max-images-per-pass {options.max_images_per_pass}: must be at least 1")
+    if options.masks is not None:
+        check_masks_dir(options.masks)
     if options.colmap_frame < 0:
         raise InputError(f"--colmap-frame {options.colmap_frame}: must be 0 or more (a sampled instant)")
     from models.config import Page4DConfig  # ConfigError names the valid presets

@@ -64,9 +64,11 @@ def common_span(cameras: list[CameraInfo], warnings: Optional[WarningLog] = None
 
 
 def _choose_reference_indices(available: int, frames: Optional[int], start: Optional[int],
-                              end: Optional[int], stride: Optional[int], reference_name: str) -> np.ndarray:
+                              end: Optional[int], stride: Optional[int], reference_name: str,
+                              shortest: str = "") -> np.ndarray:
+    """``shortest``: names the camera that limits the common span (empty when all are equally long)."""
     span_words = (f"{available} frames are available ({reference_name} frames 0..{available - 1}, the span "
-                  f"common to all cameras)")
+                  f"common to all cameras{shortest})")
     first = 0 if start is None else int(start)
     stop = available if end is None else int(end)
     if not 0 <= first < available:
@@ -91,7 +93,7 @@ def _choose_reference_indices(available: int, frames: Optional[int], start: Opti
         return np.arange(first, stop, dtype=np.int64)
     count = int(frames)
     if count > stop - first:
-        where = (f"the span common to all cameras is {reference_name} frames 0..{available - 1}"
+        where = (f"the span common to all cameras is {reference_name} frames 0..{available - 1}{shortest}"
                  if (first, stop) == (0, available) else f"between frames {first} and {stop - 1}")
         raise InputError(f"--frames {count}: only {stop - first} frames are available ({where}); "
                          f"use --frames {stop - first} or fewer")
@@ -116,7 +118,9 @@ def plan_samples(cameras: list[CameraInfo], frames: Optional[int] = None, start:
         listed = ", ".join(f"{cam.name}: {cam.num_frames}" for cam in cameras)
         warnings.add(f"cameras have different frame counts ({listed}); using the span common to all "
                      f"cameras ({available} frames of {cameras[0].name})")
-    reference = _choose_reference_indices(available, frames, start, end, stride, cameras[0].name)
+    short = min(cameras, key=lambda cam: cam.num_frames)
+    shortest = f"; {short.name} is the shortest with {short.num_frames} frames" if len(set(counts)) > 1 else ""
+    reference = _choose_reference_indices(available, frames, start, end, stride, cameras[0].name, shortest)
     indices = _nearest_frames(reference, rates, len(cameras))
     if rates is None:
         timestamps = indices.astype(np.float64)

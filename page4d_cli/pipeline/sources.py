@@ -31,6 +31,16 @@ LAYOUT_HINT = ("expected one video per camera (cam0.mp4, cam1.mp4, ...) or one s
                "per camera (cam0/000.png, ...)")
 
 
+def reencode_advice(path: Path) -> str:
+    """How to re-encode a broken camera video WITHOUT writing into the clip folder (where every video
+    is read as a camera: a ``cam1_fixed.mp4`` next to ``cam1.mp4`` would become one more camera)."""
+    path = Path(path)
+    fixed = path.absolute().parent.parent / f"{path.stem}_fixed{path.suffix}"  # never inside the clip folder
+    return (f"re-encode it outside the clip folder and put it in place of the original, e.g. "
+            f"ffmpeg -i {display_path(path)} -c:v libx264 {display_path(fixed)} && "
+            f"mv {display_path(fixed)} {display_path(path)}")
+
+
 def natural_key(name: str) -> tuple:
     """Sort key that orders digit runs by value: ``cam2 < cam10``, ``frame_9.png < frame_10.png``."""
     parts = re.split(r"(\d+)", name)
@@ -118,11 +128,11 @@ def probe_video(path: Path, warnings: Optional[WarningLog] = None) -> tuple[tupl
     try:
         if not capture.isOpened():
             raise InputError(f"{name}: cannot open the video (corrupt or unsupported container); "
-                             f"re-encode it, e.g. ffmpeg -i {path.name} -c:v libx264 {path.stem}_fixed.mp4")
+                             f"{reencode_advice(path)}")
         ok, first = capture.read()
         if not ok or first is None:
-            raise InputError(f"{name}: cannot decode any frame (corrupt or unsupported codec); re-encode it, "
-                             f"e.g. ffmpeg -i {path.name} -c:v libx264 {path.stem}_fixed.mp4")
+            raise InputError(f"{name}: cannot decode any frame (corrupt or unsupported codec); "
+                             f"{reencode_advice(path)}")
         size = (int(first.shape[1]), int(first.shape[0]))
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         reported = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
