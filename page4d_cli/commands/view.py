@@ -1,0 +1,92 @@
+"""``page4d view OUT``: a reconstruction folder in Rerun (thin shell over :func:`page4d_cli.view.view`).
+
+Nothing heavy at module level (no rerun, no numpy work): ``page4d --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from page4d_cli.console import fail
+
+EXIT_INTERRUPTED = 130
+DEFAULT_MAX_POINTS = 500_000  # the library's default (page4d_cli.view.session.DEFAULT_MAX_POINTS), checked in a test
+
+HELP = "\n\n".join([
+    "Show a reconstruction folder in Rerun: a timeline over the sampled instants, the fused point cloud of "
+    "each instant, every camera's frustum with its input frame, depth map and dynamic mask, the camera "
+    "trajectories and the world axes.",
+    "Default: the native viewer (needs a display). --save FILE.rrd writes a recording to open later with "
+    "`rerun FILE.rrd` (headless servers); --web serves the web viewer from this process until Ctrl-C. "
+    "Needs the optional extra: pip install 'page4d[view]'.",
+])
+
+
+def run_view(out_dir: Path, save: Optional[Path] = None, web: bool = False, max_points: Optional[int] = None,
+             web_port: Optional[int] = None, open_browser: bool = True, quiet: bool = False) -> None:
+    """Log ``out_dir`` with a progress bar, then (web mode) serve until Ctrl-C; errors exit with one line.
+
+    Shared by ``page4d view`` and ``page4d reconstruct --view``.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from models.errors import Page4DError
+    from page4d_cli.view import ViewOptions, view
+    from page4d_cli.view.session import serve_forever
+
+    err = Console(stderr=True)
+    try:
+        options = ViewOptions(save=save, web=web, max_points=max_points, web_port=web_port,
+                              open_browser=open_browser)
+        bars = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                        TimeRemainingColumn(compact=True, elapsed_when_finished=True), console=err, disable=quiet)
+        task = bars.add_task("logging to Rerun", total=None)
+
+        def tick(done: int, total: int) -> None:
+            if done == 1:
+                bars.start()  # only once logging runs: an error while checking leaves no empty bar
+            bars.update(task, completed=done, total=total)
+
+        try:
+            result = view(out_dir, options, progress=tick)
+        finally:
+            bars.stop()
+    except Page4DError as exc:
+        fail(str(exc), console=err)
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED, console=err)
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    if result.mode == "save":
+        if not quiet:
+            Console().print(f"wrote {save} ({result.num_instants} instants x {result.num_cameras} cameras); "
+                            f"open it with: rerun {save}", highlight=False, soft_wrap=True)
+        return
+    if result.mode == "web":
+        Console().print(f"web viewer running (data: {result.address}); press Ctrl-C to stop", highlight=False,
+                        soft_wrap=True)
+        try:
+            serve_forever()
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
+
+
+def view_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="Output folder of page4d reconstruct.", show_default=False)],
+    save: Annotated[Optional[Path], typer.Option(
+        "--save", help="Write a Rerun recording (FILE.rrd) instead of opening a viewer.", show_default=False)] = None,
+    web: Annotated[bool, typer.Option("--web", help="Serve the web viewer (local port) instead of the native one.")]
+    = False,
+    max_points: Annotated[int, typer.Option(
+        "--max-points", help="Most points shown per instant (uniform random subsample); 0 = all.")] = DEFAULT_MAX_POINTS,
+    web_port: Annotated[Optional[int], typer.Option(help="Port of the web viewer (--web).", show_default=False)] = None,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="With --web: do not open a browser.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """See HELP."""
+    run_view(out_dir, save=save, web=web, max_points=max_points or None, web_port=web_port,
+             open_browser=not no_browser, quiet=quiet)

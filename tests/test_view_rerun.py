@@ -1,0 +1,170 @@
+"""``page4d view``: the recording read back with Rerun's own dataframe reader matches cameras.json; bad
+folders and a missing rerun-sdk give one clear line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from page4d_cli.pipeline.export import PointFilter
+from page4d_cli.pipeline.write_outputs import ExportOptions, export_reconstruction
+from page4d_cli.preview import PreviewOptions, write_previews
+from page4d_cli.view import ReconstructionFolder, ViewError, ViewOptions, view
+from page4d_cli.view.ply import read_ply
+from tests.preview_fixtures import known_clip
+
+rr = pytest.importorskip("rerun", reason="rerun-sdk is the optional extra page4d[view]")
+
+T, V = 3, 2
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory):
+    pred, batch = known_clip(num_instants=T, num_cameras=V)
+    out = tmp_path_factory.mktemp("view") / "out"
+    options = ExportOptions(point_filter=PointFilter(conf_percentile=0.0, edge_rel_threshold=None))
+    export_reconstruction(out, pred, batch, options)
+    write_previews(out, pred, batch, PreviewOptions(tile_width=32, video=False))
+    return out
+
+
+def _read_back(rrd, contents):
+    """One row per instant of the given entities, through Rerun's dataframe API (a local server)."""
+    pytest.importorskip("datafusion", reason="reading .rrd back needs rerun-sdk[catalog] (in page4d[dev])")
+    with rr.server.Server(datasets={"page4d": [str(rrd)]}) as server:
+        dataset = server.client().get_dataset("page4d")
+        entities = {column.entity_path for column in dataset.schema() if hasattr(column, "entity_path")}
+        table = dataset.filter_contents(contents).reader(index="instant").to_pandas()
+    return entities, table.sort_values("instant").reset_index(drop=True)
+
+
+@pytest.mark.slow
+def test_saved_recording_matches_cameras_json(output, tmp_path):
+    rrd = tmp_path / "out.rrd"
+    result = view(output, ViewOptions(save=rrd, max_points=None))
+    cameras = json.loads((output / "cameras.json").read_text())
+    counts = cameras["files"]["points"]["num_points"]
+    assert result.points_shown == counts and min(counts) > 0
+    entities, table = _read_back(rrd, ["/world/points", "/world/cameras/**"])
+    expected = {"/world", "/world/axes", "/world/points", "/notes"}
+    for v in range(V):
+        base = f"/world/cameras/cam{v:02d}"
+        expected |= {base, f"{base}/image", f"{base}/image/rgb", f"{base}/image/depth", f"{base}/image/mask",
+                     f"/world/trajectories/cam{v:02d}"}
+    assert expected <= entities
+    assert table["instant"].tolist() == list(range(T))
+    for t in range(T):
+        row = table.iloc[t]
+        assert len(row["/world/points:Points3D:positions"]) == counts[t]
+        for v in range(V):
+            frame = cameras["cameras"][v]["frames"][t]
+            base = f"/world/cameras/cam{v:02d}"
+            K = np.asarray(row[f"{base}/image:Pinhole:image_from_camera"][0]).reshape(3, 3).T  # column-major
+            assert np.allclose(K, frame["K"], atol=1e-4)
+            assert list(row[f"{base}/image:Pinhole:resolution"][0]) == cameras["cameras"][v]["image_size"]
+            E = np.asarray(frame["camera_from_world"])
+            assert np.allclose(np.asarray(row[f"{base}:Transform3D:mat3x3"][0]).reshape(3, 3).T, E[:3, :3], atol=1e-6)
+            assert np.allclose(row[f"{base}:Transform3D:translation"][0], E[:3, 3], atol=1e-6)
+            meter = row[f"{base}/image/depth:DepthImage:meter"][0]
+            assert meter == pytest.approx(1.0 / cameras["depth"]["scale"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_max_points_subsamples_each_instant(output, tmp_path):
+    rrd = tmp_path / "few.rrd"
+    result = view(output, ViewOptions(save=rrd, max_points=100))
+    assert result.points_shown == [100] * T
+    _, table = _read_back(rrd, ["/world/points"])
+    assert [len(p) for p in table["/world/points:Points3D:positions"]] == [100] * T
+
+
+@pytest.mark.slow  # importing open3d takes seconds
+def test_ply_reader_matches_what_the_export_wrote(output):
+    o3d = pytest.importorskip("open3d")
+    cloud = o3d.io.read_point_cloud(str(output / "points" / "frame_0001.ply"))
+    xyz, rgb = read_ply(output / "points" / "frame_0001.ply")
+    assert np.allclose(xyz, np.asarray(cloud.points), atol=1e-5)
+    assert np.abs(rgb.astype(float) / 255 - np.asarray(cloud.colors)).max() <= 0.5 / 255 + 1e-6
+
+
+def test_ascii_ply(tmp_path):
+    path = tmp_path / "a.ply"
+    path.write_text("ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
+                    "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+                    "1 2 3 255 0 0\n4 5 6 0 0 255\n")
+    xyz, rgb = read_ply(path)
+    assert np.allclose(xyz, [[1, 2, 3], [4, 5, 6]]) and rgb.tolist() == [[255, 0, 0], [0, 0, 255]]
+
+
+def _copy(output, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(output, target)
+    return target
+
+
+def test_missing_folder_and_missing_cameras_json(output, tmp_path):
+    with pytest.raises(ViewError, match=r"nowhere: no such folder; give the output folder"):
+        ReconstructionFolder.open(tmp_path / "nowhere")
+    copy = _copy(output, tmp_path)
+    (copy / "cameras.json").unlink()
+    with pytest.raises(ViewError, match=r"cameras\.json: not found"):
+        ReconstructionFolder.open(copy)
+
+
+def test_partial_folder_names_the_first_missing_file(output, tmp_path):
+    copy = _copy(output, tmp_path)
+    (copy / "points" / "frame_0001.ply").unlink()
+    (copy / "depth" / "cam01" / "frame_0002.png").unlink()
+    with pytest.raises(ViewError) as caught:
+        ReconstructionFolder.open(copy)
+    message = str(caught.value)
+    assert "points/frame_0001.ply: missing and 1 more" in message and "\n" not in message
+
+
+def test_folder_without_previews_is_viewable_with_a_note(output, tmp_path):
+    copy = _copy(output, tmp_path)
+    shutil.rmtree(copy / "preview")
+    folder = ReconstructionFolder.open(copy)
+    assert not folder.has_frames and any("--no-preview" in note for note in folder.notes)
+
+
+def test_missing_rerun_names_the_extra(output, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "rerun", None)  # makes `import rerun` raise ImportError
+    with pytest.raises(ViewError, match=r"pip install 'page4d\[view\]'"):
+        view(output, ViewOptions(save=tmp_path / "x.rrd"))
+
+
+def test_no_display_and_bad_save_path_fail_before_logging(output, monkeypatch, tmp_path):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    with pytest.raises(ViewError, match="no display found"):
+        view(output, ViewOptions())
+    with pytest.raises(ViewError, match=r"must end in \.rrd"):
+        view(output, ViewOptions(save=tmp_path / "x.txt"))
+    with pytest.raises(ViewError, match="--max-points 0"):
+        ViewOptions(max_points=0)
+
+
+def test_cli_error_is_one_line(tmp_path):
+    from page4d_cli.commands.view import view_cmd
+    import typer
+
+    app = typer.Typer()
+    app.command()(view_cmd)
+    result = CliRunner().invoke(app, [str(tmp_path / "missing"), "--save", str(tmp_path / "x.rrd")])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "no such folder" in lines[0]
+
+
+def test_cli_default_max_points_is_the_librarys():
+    from page4d_cli.commands.view import DEFAULT_MAX_POINTS
+    from page4d_cli.view.session import DEFAULT_MAX_POINTS as LIBRARY_DEFAULT
+
+    assert DEFAULT_MAX_POINTS == LIBRARY_DEFAULT
