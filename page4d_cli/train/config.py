@@ -1,0 +1,130 @@
+"""The training configuration: one typed, validated dataclass; the CLI's option defaults come from here.
+
+``TrainConfig`` holds what a run does (data, initial weights, what trains, optimisation, saving);
+the network's ``Page4DConfig`` is stored beside it in the run's config.json (``run_folder.py``).
+Fields that may change when a run is resumed are listed in ``RESUMABLE_CHANGES``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+from models.errors import Page4DError
+from page4d_cli.train.losses import LossConfig
+from page4d_cli.train.param_groups import TRAIN_CHOICES
+
+PRESETS = ("tiny", "small", "full")
+DEVICES = ("auto", "cpu", "cuda")
+SAVE_CHOICES = ("trained", "full")
+# May differ between a run and its --resume: they change neither the model nor the sequence of updates.
+RESUMABLE_CHANGES = frozenset({"stop_at", "workers", "save_every", "eval_data", "eval_every", "progress",
+                               "log_every", "device"})
+
+
+class TrainConfigError(Page4DError):
+    """A training option is invalid (one line: the option, what is wrong, the fix)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run. ``data`` are ground-truth clip folders (resolved by the CLI from DATA)."""
+
+    data: tuple[str, ...] = ()
+    out: str = ""
+    preset: str = "full"
+    pi3: Optional[str] = None
+    page4d: Optional[str] = None
+    init: Optional[str] = None  # a run folder or weights file overlaid after pi3/page4d (stage 4)
+    train: str = "new"
+    train_patterns: tuple[str, ...] = ()
+    steps: int = 1000
+    batch: int = 1  # clips per process per micro-step
+    accumulate: int = 1  # micro-steps per optimizer step
+    frames: int = 4
+    cameras: int = 4
+    size: int = 518
+    stride_range: tuple[int, int] = (1, 3)
+    lr: float = 1e-5  # transformer blocks (PAGE-4D's lr)
+    lr_new: float = 1e-3  # the new, neutral-at-init tensors (lambdas, gates, temporal encodings, ...)
+    weight_decay: float = 0.01
+    warmup: Optional[int] = None  # optimizer steps of linear warm-up; None = 5 % of steps
+    clip_norm: float = 1.0
+    loss: LossConfig = field(default_factory=LossConfig)
+    checkpointing: bool = False
+    save: str = "trained"
+    save_every: int = 500
+    eval_data: Optional[str] = None
+    eval_every: int = 0
+    device: str = "auto"
+    seed: int = 0
+    workers: int = 2
+    log_every: int = 1
+    stop_at: Optional[int] = None  # stop (with a checkpoint) after this step; continue with --resume
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", tuple(str(d) for d in self.data))
+        object.__setattr__(self, "train_patterns", tuple(self.train_patterns))
+        object.__setattr__(self, "stride_range", tuple(int(s) for s in self.stride_range))
+        if isinstance(self.loss, dict):
+            object.__setattr__(self, "loss", LossConfig(**self.loss))
+        _choice("--preset", self.preset, PRESETS)
+        _choice("--train", self.train, TRAIN_CHOICES)
+        _choice("--device", self.device, DEVICES)
+        _choice("--save", self.save, SAVE_CHOICES)
+        for name in ("steps", "batch", "accumulate", "frames", "cameras", "size", "save_every", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise TrainConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.size % 14:
+            raise TrainConfigError(f"--size must be a multiple of the patch size 14, got {self.size}; e.g. "
+                                   f"{max(14, round(self.size / 14) * 14)}")
+        lo, hi = self.stride_range if len(self.stride_range) == 2 else (0, -1)
+        if not 1 <= lo <= hi:
+            raise TrainConfigError(f"--stride-range must be two integers 1 <= MIN <= MAX, got {list(self.stride_range)}")
+        for name in ("lr", "lr_new", "weight_decay", "clip_norm"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise TrainConfigError(f"--{name.replace('_', '-')} must be a finite value >= 0, got {value}")
+        if self.warmup is not None and not 0 <= self.warmup <= self.steps:
+            raise TrainConfigError(f"--warmup must be in 0..--steps ({self.steps}), got {self.warmup}")
+        if self.eval_every < 0 or (self.eval_every > 0) != (self.eval_data is not None):
+            raise TrainConfigError("--eval-data DIR and --eval-every K (K >= 1) go together; give both or neither")
+        if self.stop_at is not None and not 1 <= self.stop_at <= self.steps:
+            raise TrainConfigError(f"--stop-at must be in 1..--steps ({self.steps}), got {self.stop_at}")
+        if self.workers < 0:
+            raise TrainConfigError(f"--workers must be >= 0, got {self.workers}")
+
+    @property
+    def warmup_steps(self) -> int:
+        return self.warmup if self.warmup is not None else max(1, self.steps // 20)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TrainConfigError(f"training config has unknown fields {unknown}; written by another page4d version")
+        return cls(**data)
+
+    def differences(self, other: "TrainConfig", ignore=RESUMABLE_CHANGES) -> list[str]:
+        """``["steps: 100 vs 200", ...]`` for fields (outside ``ignore``) where the two differ."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {_show(a[k])} vs {_show(b[k])}" for k in a if k not in ignore and _show(a[k]) != _show(b[k])]
+
+
+def _show(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _choice(option: str, value: str, choices) -> None:
+    if value not in choices:
+        raise TrainConfigError(f"{option} must be one of {', '.join(choices)}; got {value!r}")

@@ -1,0 +1,219 @@
+"""The training loop: one process, or one rank of a torchrun job (DistributedDataParallel).
+
+    from page4d_cli.train import TrainConfig, train
+    result = train(TrainConfig(data=clips, out="runs/a", preset="tiny", steps=200, size=112))
+
+Per optimizer step: ``accumulate`` micro-batches of ``batch`` clips per rank (DDP averages the gradients
+over ranks: the same update as one process with batch x ranks), the objective of ``losses.py`` in fp32
+(network under bf16 autocast on CUDA), gradient clipping per module, AdamW, warm-up + cosine schedule.
+A step whose loss terms or gradients are not finite on any rank is skipped on every rank (counted in
+``skipped``; nothing is written into the weights or the optimizer state). Rank 0 logs and writes.
+Ctrl-C (SIGINT) or SIGTERM: the current step ends, a checkpoint is written, ``TrainingInterrupted``.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from page4d_cli.train import run_folder as rf
+from page4d_cli.train.config import TrainConfig
+from page4d_cli.train.distributed import DistContext, all_ranks, any_rank, barrier, mean_over_ranks, setup, teardown
+from page4d_cli.train.losses import all_finite, compute_losses
+from page4d_cli.train.optim import clip_per_module, lrs, total_norm
+from page4d_cli.train.session import Session, open_session
+
+INTERRUPTED_EXIT_CODE = 130
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C / SIGTERM: a checkpoint of ``step`` was written to ``run``."""
+
+    def __init__(self, run: Path, step: int) -> None:
+        super().__init__(f"{run}: interrupted at step {step}; checkpoint written, continue with --resume {run}")
+        self.run, self.step = run, step
+
+
+@dataclass
+class TrainResult:
+    run: Path
+    step: int
+    skipped: int
+    last: dict  # the last logged metrics record
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the loop checks it between steps (installed in the main thread only)."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._previous = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.set = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(cfg: TrainConfig, dataset=None, network=None, resume: bool = False,
+          eval_fn: Optional[Callable] = None, log: Callable[[str], None] = print) -> TrainResult:
+    """Run (or, with ``resume``, continue in ``cfg.out``) a training run; see the module docstring.
+
+    dataset: a torch Dataset of items as ``page4d_cli.train.dataset`` (default: GTClipDataset of cfg.data).
+    network: a ``Page4DConfig`` (default: the preset, or the layouts of the given weight files).
+    eval_fn(model, eval_data, ctx) -> dict of metrics, rank 0, every ``cfg.eval_every`` steps.
+    """
+    ctx = setup(cfg.device)
+    try:
+        with _StopFlag() as stop:
+            session = open_session(cfg, ctx, dataset, network, resume, log)
+            return _run(cfg, ctx, session, stop, eval_fn, log)
+    finally:
+        teardown(ctx)
+
+
+def _run(cfg: TrainConfig, ctx: DistContext, s: Session, stop: _StopFlag, eval_fn, log) -> TrainResult:
+    target = cfg.stop_at or cfg.steps
+    step, skipped = s.step, s.skipped
+    last: dict = {}
+    progress = _Progress(cfg, ctx, s.step, target)
+    try:
+        while step < target:
+            record = _optimizer_step(cfg, ctx, s)
+            step += 1
+            skipped += int(record.pop("skipped_now"))
+            record.update(step=step, skipped=skipped)
+            last = record
+            if ctx.is_main and (step % cfg.log_every == 0 or step == target):
+                rf.append_jsonl(s.run / rf.METRICS, record)
+            progress.update(step, record)
+            if cfg.eval_every and step % cfg.eval_every == 0:
+                _evaluate(cfg, ctx, s, step, eval_fn)
+            interrupted = any_rank(ctx, stop.set)
+            if interrupted or step % cfg.save_every == 0 or step == target:
+                _save(ctx, s, step, skipped, cfg)
+            if interrupted:
+                raise TrainingInterrupted(s.run, step)
+    finally:
+        progress.close()
+    return TrainResult(s.run, step, skipped, last)
+
+
+def _optimizer_step(cfg: TrainConfig, ctx: DistContext, s: Session) -> dict:
+    """``accumulate`` micro-batches, clipping, the update (or a counted skip); returns the log record."""
+    started = time.perf_counter()
+    s.optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, float] = {}
+    finite = True
+    images = 0
+    for micro in range(cfg.accumulate):
+        batch = s.stream.next(ctx.device)
+        images += batch["images"].shape[0] * batch["images"].shape[1] * batch["images"].shape[2]
+        last_micro = micro == cfg.accumulate - 1
+        no_sync = s.net.no_sync() if ctx.distributed and not last_micro else nullcontext()
+        with no_sync:
+            with _autocast(ctx.device):
+                outputs = s.net(batch["images"])
+            terms = compute_losses(outputs, batch, cfg.loss, s.model.config.patch_size)
+            ok = all_ranks(ctx, all_finite(terms))
+            finite = finite and ok
+            objective = terms["objective"] / cfg.accumulate
+            # A non-finite step still runs backward (zeroed) so every rank takes part in DDP's all-reduce.
+            (objective if ok else objective.nan_to_num(0.0, 0.0, 0.0) * 0).backward()
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach()) / cfg.accumulate
+    norms = clip_per_module(s.model, cfg.clip_norm)
+    grad_norm = total_norm(norms)
+    finite = all_ranks(ctx, finite and math.isfinite(grad_norm))
+    if finite:
+        s.optimizer.step()
+    s.optimizer.zero_grad(set_to_none=True)
+    rates = lrs(s.optimizer)
+    s.scheduler.step()
+    logged = mean_over_ranks(ctx, sums)
+    elapsed = time.perf_counter() - started
+    record = {"loss": _clean(logged.pop("objective", float("nan")))}
+    record.update({k: _clean(v) for k, v in sorted(logged.items())})
+    record.update(rates)
+    record.update(grad_norm=_clean(grad_norm), **{f"grad_norm_{k}": _clean(v) for k, v in norms.items()})
+    record.update(images_per_s=images * ctx.world / elapsed, step_s=elapsed,
+                  peak_memory_mb=rf.peak_memory_mb(ctx.device), skipped_now=not finite)
+    return record
+
+
+def _clean(value: float):
+    """JSON-safe: non-finite values are logged as null."""
+    return float(value) if math.isfinite(value) else None
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA (fp32 where bf16 is unsupported: fp16 would need loss scaling); fp32 on CPU."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _save(ctx: DistContext, s: Session, step: int, skipped: int, cfg: TrainConfig) -> None:
+    if ctx.is_main:
+        state = {"step": step, "skipped": skipped, "optimizer": s.optimizer.state_dict(),
+                 "scheduler": s.scheduler.state_dict(), "rng": rf.rng_state(), "sampler": s.stream.position(),
+                 "world": ctx.world}
+        rf.save_checkpoint(s.run, s.model, s.saved_names, state)
+    barrier(ctx)
+
+
+def _evaluate(cfg: TrainConfig, ctx: DistContext, s: Session, step: int, eval_fn) -> None:
+    if ctx.is_main:
+        if eval_fn is None:
+            from page4d_cli.train.evaluation import evaluate_model as eval_fn
+        s.model.eval()
+        try:
+            with torch.no_grad(), _autocast(ctx.device):
+                metrics = eval_fn(s.model, cfg.eval_data, ctx)
+        finally:
+            s.model.train()
+        rf.append_jsonl(s.run / rf.EVAL, {"step": step, **metrics})
+    barrier(ctx)
+
+
+class _Progress:
+    """Rich progress bar on rank 0 (step, loss, images/s, ETA); silent elsewhere or with progress off."""
+
+    def __init__(self, cfg: TrainConfig, ctx: DistContext, start: int, total: int) -> None:
+        self.bar = None
+        if not (cfg.progress and ctx.is_main):
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[ips]} img/s"),
+                            TextColumn("ETA"), TimeRemainingColumn())
+        self.task = self.bar.add_task("train", total=total, completed=start, loss="-", ips="-")
+        self.bar.start()
+
+    def update(self, step: int, record: dict) -> None:
+        if self.bar is not None:
+            loss = record.get("loss")
+            self.bar.update(self.task, completed=step, loss=f"{loss:.4f}" if loss is not None else "skipped",
+                            ips=f"{record['images_per_s']:.1f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
