@@ -14,7 +14,7 @@ from rich.table import Table
 
 from models.loading.provenance import STAGE_NAMES, LoadReport, TensorRecord
 
-STAGE_STYLE = {1: "cyan", 2: "green", 3: "yellow"}
+STAGE_STYLE = {1: "cyan", 2: "green", 3: "yellow", 4: "magenta"}
 
 
 def filter_records(records: list[TensorRecord], layer: Optional[int] = None,
@@ -107,7 +107,7 @@ def render_report(report: LoadReport, console: Console, layer: Optional[int] = N
     for column in ("stage", "tensors", "parameters"):
         totals.add_column(column)
     counts = _counts(records)
-    for stage in (1, 2, 3):
+    for stage in counts:
         totals.add_row(f"[{STAGE_STYLE[stage]}]{STAGE_NAMES[stage]}[/]", str(counts[stage][0]), f"{counts[stage][1]:,}")
     totals.add_row("all", str(sum(c[0] for c in counts.values())), f"{sum(c[1] for c in counts.values()):,}")
     console.print(totals)
@@ -152,7 +152,7 @@ def summarize_keys(keys: list[str]) -> list[str]:
 
 
 def _counts(records: list[TensorRecord]) -> dict:
-    counts = {stage: [0, 0] for stage in (1, 2, 3)}
+    counts = {stage: [0, 0] for stage in (1, 2, 3) + ((4,) if any(r.stage == 4 for r in records) else ())}
     for r in records:
         counts[r.stage][0] += 1
         counts[r.stage][1] += r.numel

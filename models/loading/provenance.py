@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-STAGE_NAMES = {1: "stage 1 (Pi3)", 2: "stage 2 (PAGE-4D)", 3: "stage 3 (initialised)"}
+STAGE_NAMES = {1: "stage 1 (Pi3)", 2: "stage 2 (PAGE-4D)", 3: "stage 3 (initialised)", 4: "stage 4 (fine-tuned)"}
 
 
 @dataclass
@@ -21,7 +21,7 @@ class TensorRecord:
     name: str  # our tensor name
     shape: tuple
     group: str  # "encoder", "tokens", "layer 3 / Time-SA / pose", "mask head", "camera head", ...
-    stage: int  # 1 = Pi3, 2 = PAGE-4D, 3 = initialised
+    stage: int  # 1 = Pi3, 2 = PAGE-4D, 3 = initialised, 4 = fine-tuned (a page4d train run)
     file: Optional[str] = None
     source: list = field(default_factory=list)  # source key(s)
     source_dtype: Optional[str] = None
@@ -58,8 +58,10 @@ class LoadReport:
         raise KeyError(name)
 
     def counts(self) -> dict:
-        """{stage: {"tensors": n, "parameters": n}} for stages 1-3 (all present, possibly 0)."""
-        counts = {stage: {"tensors": 0, "parameters": 0} for stage in (1, 2, 3)}
+        """{stage: {"tensors": n, "parameters": n}} for stages 1-3 (all present, possibly 0), and stage 4
+        (fine-tuned, ``models.loading.finetuned``) when any tensor comes from a training run."""
+        stages = (1, 2, 3, 4) if any(r.stage == 4 for r in self.records) else (1, 2, 3)
+        counts = {stage: {"tensors": 0, "parameters": 0} for stage in stages}
         for r in self.records:
             counts[r.stage]["tensors"] += 1
             counts[r.stage]["parameters"] += r.numel
