@@ -90,6 +90,7 @@ class ReconstructOptions:
     confidence: bool = False  # also write confidence maps (same format as depth)
     colmap: bool = False
     colmap_frame: int = 0  # instant t of the COLMAP model
+    preview: bool = True  # preview/ pictures (overview, depth video, trajectory, input frames); page4d_cli.preview
     # recorded in run.json; the CLI passes the real command line
     command_line: Optional[str] = None
 
@@ -305,6 +306,14 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
             for message in empty_point_warnings(files.get("points"), prediction, batch, export_options.point_filter):
                 warn(message)
             timings["export"] = time.perf_counter() - clock
+            if options.preview:  # part of the output: written before the folder is renamed into place
+                from page4d_cli.preview import write_previews
+
+                clock = time.perf_counter()
+                reporter.stage("preview", 0, 1, "overview, depth video, trajectory")
+                files["preview"] = write_previews(tmp, prediction, batch)
+                reporter.stage("preview", 1, 1, "done")
+                timings["preview"] = time.perf_counter() - clock
             timings["total"] = time.perf_counter() - started
             info = build_run_info(input_dir, options, batch, selection, load_report, policy, windows, alignments,
                                   timings, peak_memory(policy), files, warnings,
