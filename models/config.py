@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from models.errors import Page4DError
+
 MASK_HEAD_LAYOUTS = ("official", "ckpt150")
 TEMPORAL_ENCODINGS = ("rope", "alibi", "none")
 SPARSE_STRATEGIES = ("landmark", "dilated", "memory_bank")
@@ -30,7 +32,7 @@ PI3_BLOCK_EPS = (1e-6, 1e-5)
 VGGT_BLOCK_EPS = (1e-5, 1e-5)
 
 
-class ConfigError(ValueError):
+class ConfigError(Page4DError, ValueError):
     """A configuration value is invalid; the message names the field and the allowed values."""
 
 

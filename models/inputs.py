@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from models.errors import Page4DError
 
-class InputShapeError(ValueError):
+
+class InputShapeError(Page4DError, ValueError):
     """The images or masks handed to the network do not have the expected layout."""
 
 

@@ -8,11 +8,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from models.errors import one_line
+
 EXIT_ERROR = 1
-
-
-def one_line(message: object) -> str:
-    return " ".join(str(message).split())
 
 
 def print_error(message: object, console: Optional[Console] = None) -> None:

@@ -1,21 +1,64 @@
-"""Entry point of the ``page4d`` command."""
+"""Entry point of the ``page4d`` command.
+
+How to add a command (keep ``page4d --help`` fast, < 0.5 s, see ``benchmarks/bench_cli_startup.py``):
+
+1. Write ``page4d_cli/commands/<name>.py`` whose top level imports only the standard library,
+   ``typer``, ``rich`` and light ``page4d_cli`` modules (``console``, ``weights.catalog`` ...).
+   torch, numpy, OpenCV, open3d, huggingface_hub and ``models.*`` (except ``models.errors``) are
+   imported INSIDE the command function. ``tests/test_cli_startup.py`` runs ``--help`` of every
+   registered command in a fresh interpreter and fails if one of them imports torch.
+2. Register it below (``app.command`` for one command, ``app.add_typer`` for a group).
+3. Let user-facing errors propagate: raise a ``models.errors.Page4DError`` subclass with a one-line
+   message; :class:`Page4DGroup` prints it with ``page4d_cli.console.fail`` (exit code 1). Commands
+   catch only what needs special handling (Ctrl-C, out of memory).
+"""
 
 from __future__ import annotations
 
-import typer
+from typing import Any
 
+import click
+import typer
+from typer.core import TyperGroup
+
+from models.errors import Page4DError
 from page4d_cli import __version__
 from page4d_cli.commands.inspect_load import inspect_load_command
-from page4d_cli.commands.reconstruct import _HELP as RECONSTRUCT_HELP, reconstruct_cmd
+from page4d_cli.commands.reconstruct import _HELP as RECONSTRUCT_HELP
+from page4d_cli.commands.reconstruct import ReconstructCommand, reconstruct_cmd
 from page4d_cli.commands.weights import app as weights_app
+from page4d_cli.console import fail
+
+
+class Page4DGroup(TyperGroup):
+    """The root command group: the one place where a ``Page4DError`` becomes ``error: <line>``, exit 1.
+
+    Sub-groups (``page4d weights ...``) run inside this ``invoke``, so their errors land here too.
+    """
+
+    def get_help_option(self, ctx: click.Context):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # a flag: no "<bool>" placeholder in --help
+        return option
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Page4DError as exc:
+            fail(exc)
+
 
 app = typer.Typer(
     name="page4d",
+    cls=Page4DGroup,
     help="Synchronized multi-camera video in, 4D reconstruction out (PAGE-4D network).",
     no_args_is_help=True,
     add_completion=False,
 )
-app.command("reconstruct", help=RECONSTRUCT_HELP)(reconstruct_cmd)
+
+# ---- commands (see the module docstring before adding one) ----------------------------------
+app.command("reconstruct", cls=ReconstructCommand, help=RECONSTRUCT_HELP)(reconstruct_cmd)
 app.add_typer(weights_app, name="weights", help="Fetch, register and list pretrained weights.")
 app.command("inspect-load")(inspect_load_command)
 
@@ -28,7 +71,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+    version: bool = typer.Option(False, "--version", "-V", metavar="", callback=_version_callback, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
     """page4d command line."""

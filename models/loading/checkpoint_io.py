@@ -19,17 +19,16 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import pickle
 import re
 import struct
 import zipfile
 from pathlib import Path
-from typing import Iterator, Mapping, Optional, Union
+from typing import Iterator, Mapping, Optional
 
 import torch
 
-PathLike = Union[str, os.PathLike]
+from models.errors import Page4DError, PathLike
 
 FETCH_HINT = "re-download it (page4d weights fetch) or copy it again"
 
@@ -72,7 +71,7 @@ def _allow(globals_: list):
     return allow(globals_) if allow else contextlib.nullcontext()
 
 
-class CheckpointError(ValueError):
+class CheckpointError(Page4DError, ValueError):
     """A checkpoint file cannot be used; the one-line message names the file and the fix."""
 
 

@@ -24,6 +24,7 @@ from typing import Optional, Union
 
 import torch
 
+from models.errors import PathLike
 from models.config import PI3_BLOCK_EPS, VGGT_BLOCK_EPS, Page4DConfig
 from models.init import reset_owners_
 from models.loading.checkpoint_io import CheckpointError, CheckpointReader, open_checkpoint
@@ -33,7 +34,6 @@ from models.loading.provenance import LoadReport
 from models.loading.rules import PlanContext, match_rule
 from models.vggt import VGGT
 
-PathLike = Union[str, Path]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -241,6 +241,11 @@ def would_fill(config: Page4DConfig) -> dict[str, list[str]]:
     common = dict(embed_dim=config.embed_dim, encoder_depth=config.encoder.depth, num_heads=config.num_heads,
                   mlp_ratio=config.mlp_ratio)
     readers = {
+def would_fill_for(preset: str) -> dict[str, list[str]]:
+    """:func:`would_fill` for a named preset (what ``page4d inspect-load`` shows without files)."""
+    return would_fill(config_for(preset, {}))
+
+
         "pi3": StateDictReader(synthetic_state_dict("pi3", depth=max(config.pi3_layers, 1), **common), "Pi3 file"),
         "page4d": StateDictReader(synthetic_state_dict(
             "page4d" if config.mask_head_layout == "official" else "page4d_ckpt150", depth=config.depth,

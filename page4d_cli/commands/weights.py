@@ -1,7 +1,7 @@
 """``page4d weights fetch | add | list``: get pretrained weights and see which ones are registered.
 
-Thin shell over :mod:`page4d_cli.weights`; every error of that package is printed as one line
-and ends the command with exit code 1.
+Thin shell over :mod:`page4d_cli.weights`; every error of that package is a ``Page4DError``, printed
+as one line by ``page4d_cli.main`` (exit code 1).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from page4d_cli.console import fail
 from page4d_cli.weights.catalog import format_size, select
-from page4d_cli.weights.registry import Registry, WeightsError, add_local
+from page4d_cli.weights.registry import Registry, add_local
 
 app = typer.Typer(
     help="Fetch pretrained weights from the Hugging Face hub, register local files, list them.",
@@ -42,11 +41,7 @@ class Variant(str, Enum):
 class Role(str, Enum):
     pi3 = "pi3"
     page4d = "page4d"
-
-
-def _fail(exc: Exception) -> None:
-    """Print a one-line error on stderr and exit 1."""
-    fail(exc)
+    finetuned = "finetuned"
 
 
 _FETCH_HELP = "\n\n".join([
@@ -59,7 +54,9 @@ _FETCH_HELP = "\n\n".join([
 _ADD_HELP = "\n\n".join([
     "Register a local checkpoint (e.g. checkpoint_150.pt) after checking its layout.",
     "--as pi3 needs a Pi3 file; --as page4d takes a PAGE-4D (official or checkpoint_150) or a "
-    "VGGT-1B file. The newest registered file of a role is the one commands use.",
+    "VGGT-1B file; --as finetuned takes a `page4d train` run folder (or its weights.safetensors), "
+    "overlaid as stage 4 when it trained the network being built. The newest registered file of a role "
+    "is the one commands use.",
 ])
 
 
@@ -82,24 +79,18 @@ def fetch_cmd(
     console = Console()
     interactive = sys.stdin is not None and sys.stdin.isatty()
     confirm = (lambda question: typer.confirm(question, default=False)) if interactive else None
-    try:
-        entries = fetch_weights(select(which.value, variant.value), accept_licence=accept_licence,
-                                confirm=confirm, token=token, revision=revision, console=console)
-    except WeightsError as exc:
-        _fail(exc)
+    entries = fetch_weights(select(which.value, variant.value), accept_licence=accept_licence,
+                            confirm=confirm, token=token, revision=revision, console=console)
     console.print(f"done: {len(entries)} file(s) registered in {Registry().path}", highlight=False)
 
 
 @app.command("add", help=_ADD_HELP)
 def add_cmd(
-    path: Annotated[Path, typer.Argument(help="Local checkpoint (.safetensors or .pt).")],
+    path: Annotated[Path, typer.Argument(help="Local checkpoint (.safetensors or .pt), or a training run folder.")],
     role: Annotated[Role, typer.Option("--as", help="Which part of the network it feeds.")],
 ) -> None:
     """See _ADD_HELP."""
-    try:
-        entry = add_local(path, role.value)
-    except WeightsError as exc:
-        _fail(exc)
+    entry = add_local(path, role.value)
     Console().print(f"registered {entry.path} as {entry.role} (layout {entry.layout}, "
                     f"{format_size(entry.size)})", highlight=False, soft_wrap=True)
 
@@ -110,11 +101,8 @@ def list_cmd(
 ) -> None:
     """Show the registered weights; 'use' marks the file each role loads by default."""
     registry = Registry()
-    try:
-        entries = registry.entries()
-        current = {role: registry.current(role) for role in ("pi3", "page4d")}
-    except WeightsError as exc:
-        _fail(exc)
+    entries = registry.entries()
+    current = {role: registry.current(role) for role in ("pi3", "page4d", "finetuned")}
     rows = []
     for entry in entries:
         row = asdict(entry)

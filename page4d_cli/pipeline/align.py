@@ -32,13 +32,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from models.errors import Page4DError
 from page4d_cli.pipeline import geometry
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
 DEFAULT_OVERLAP = 2
 
 
-class AlignmentError(ValueError):
+class AlignmentError(Page4DError, ValueError):
     """A similarity cannot be estimated (too few, collinear or non-finite correspondences)."""
 
 

@@ -8,35 +8,16 @@ code collects them as strings (``ClipBatch.warnings``) and the CLI shows them af
 from __future__ import annotations
 
 import os
-from typing import Union
 
-PathLike = Union[str, "os.PathLike[str]"]
+from models.errors import Page4DError, PathLike, one_line
 
-
-def one_line(message: str) -> str:
-    """Collapse whitespace (newlines included) so a message always prints as a single line."""
-    return " ".join(str(message).split())
+__all__ = ["InputError", "PathLike", "WarningLog", "display_path", "one_line"]
 
 
-class InputError(Exception):
+class InputError(Page4DError):
     """The input folder, a file in it or an option cannot be used; the message says which and why.
 
     The message is normalised to one line, so callers may build it from several pieces.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(one_line(message))
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0])
-
-
-class InputWarning(UserWarning):
-    """Category for input notices, for code that prefers Python's ``warnings`` module.
-
-    The pipeline itself does not emit these through ``warnings``; it gathers them in a
-    ``WarningLog`` so that the CLI decides how to show them.
     """
 
 

@@ -25,12 +25,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from models.errors import Page4DError
 from page4d_cli.weights.catalog import ACCEPTED_LAYOUTS, ROLES
 
 REGISTRY_VERSION = 1
 
 
-class WeightsError(Exception):
+class WeightsError(Page4DError):
     """Base of every error of the weights package; its message is one line, shown as is."""
 
 
