@@ -14,21 +14,26 @@ of radius 1.7 at height 1.3, all looking at the pedestal. A fixed point light gi
   ``world_points`` ``[T, V, H, W, 3]`` in the world (camera 0) frame, ``images`` ``[T, V, H, W, 3]`` RGB.
 
 Everything is deterministic (integer hashing for the noise, no random generator), so tests can import
-``render_rig`` and re-render the ground truth that ``main`` wrote next to the videos.
+``render_rig`` and re-render the ground truth that ``main`` wrote next to the videos. The textures and the
+ray/solid intersections are the library's (``page4d_cli.data.synth_render``, which ``page4d data synth``
+uses for its random scenes); this file only composes this one fixed scene.
 
 Command line: ``python examples/make_synthetic_rig.py [--out examples]`` writes ``<out>/cams/camV.mp4``
-(what ``page4d reconstruct`` reads) and ``<out>/cams_gt/`` (``cameras.json`` and ``ground_truth.npz``;
-see ``load_ground_truth``). ``cams_gt`` sits beside ``cams``, not inside, so it is not read as a camera.
+(what ``page4d reconstruct`` reads) and the ground truth in the clip format of ``page4d_cli.data``:
+``<out>/cams/gt/`` (cameras.json, 16-bit depth PNGs at 1 mm, dynamic masks), so ``examples/cams`` is a
+ground-truth clip for ``page4d eval`` (``read_gt_clip``; camera discovery ignores ``gt/``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from page4d_cli.data import read_gt_clip, write_gt
+from page4d_cli.data.synth_render import hit_box, hit_room, hit_sphere, texture
 
 ROOM_LO = np.array([-2.0, 0.0, -2.0])
 ROOM_HI = np.array([2.0, 2.5, 2.0])
@@ -40,7 +45,7 @@ LIGHT = np.array([0.3, 2.3, -0.2])
 RING_RADIUS, RING_HEIGHT = 1.7, 1.3
 CAMERA_AZIMUTHS_DEG = (20.0, 105.0, 195.0, 280.0)  # irregular, so no two views mirror each other
 FPS = 30.0
-DEPTH_SCALE = 1e-3  # metres per depth unit in ground_truth.npz (1 mm; at most 32.7 m)
+DEPTH_SCALE = 1e-3  # metres per level of the ground-truth depth PNGs (1 mm: small files; at most 65 m)
 
 
 # ----------------------------------------------------------------------------------------- geometry
@@ -80,72 +85,7 @@ def sphere_centre(frame: int, frames: int) -> np.ndarray:
     return np.array([0.85 * np.cos(angle), 0.35 + 0.25 * phase, 0.85 * np.sin(angle)])
 
 
-# --------------------------------------------------------------------------------------- intersect
-def _hit_room(origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exit distance from inside the room box and the face hit (axis * 2 + (1 if the high side))."""
-    with np.errstate(divide="ignore"):
-        to_hi = (ROOM_HI - origin) / dirs
-        to_lo = (ROOM_LO - origin) / dirs
-    exits = np.where(dirs > 0, to_hi, to_lo)
-    exits[dirs == 0] = np.inf
-    axis = np.argmin(exits, axis=1)
-    t = exits[np.arange(len(dirs)), axis]
-    high = dirs[np.arange(len(dirs)), axis] > 0
-    return t, axis * 2 + high
-
-
-def _hit_box(origin: np.ndarray, dirs: np.ndarray, lo: np.ndarray, hi: np.ndarray):
-    """Entry distance into a box seen from outside (inf if missed) and the entry face's axis."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t1 = (lo - origin) / dirs
-        t2 = (hi - origin) / dirs
-    near = np.where(np.isnan(t1), -np.inf, np.minimum(t1, t2))
-    far = np.where(np.isnan(t2), np.inf, np.maximum(t1, t2))
-    axis = np.argmax(near, axis=1)
-    t_near = near.max(axis=1)
-    t_far = far.min(axis=1)
-    t = np.where((t_near <= t_far) & (t_near > 0), t_near, np.inf)
-    return t, axis
-
-
-def _hit_sphere(origin: np.ndarray, dirs: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    offset = origin - centre
-    a = np.einsum("ij,ij->i", dirs, dirs)
-    b = 2.0 * dirs @ offset
-    c = offset @ offset - SPHERE_RADIUS**2
-    disc = b * b - 4 * a * c
-    root = np.sqrt(np.maximum(disc, 0.0))
-    t = (-b - root) / (2 * a)
-    return np.where((disc >= 0) & (t > 0), t, np.inf)
-
-
 # ----------------------------------------------------------------------------------------- shading
-def _hash01(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
-    """Deterministic lattice noise in [0, 1] from integer coordinates (no floating-point hashing)."""
-    h = (ix.astype(np.int64) * 73856093) ^ (iy.astype(np.int64) * 19349663) ^ (seed * 83492791)
-    h &= 0xFFFFFFFF
-    h = ((h ^ (h >> 13)) * 1274126177) & 0xFFFFFFFF
-    h ^= h >> 16
-    return (h & 0xFFFF) / 65535.0
-
-
-def _value_noise(u: np.ndarray, v: np.ndarray, seed: int) -> np.ndarray:
-    iu, iv = np.floor(u), np.floor(v)
-    fu, fv = u - iu, v - iv
-    fu, fv = fu * fu * (3 - 2 * fu), fv * fv * (3 - 2 * fv)
-    n00, n10 = _hash01(iu, iv, seed), _hash01(iu + 1, iv, seed)
-    n01, n11 = _hash01(iu, iv + 1, seed), _hash01(iu + 1, iv + 1, seed)
-    return (n00 * (1 - fu) + n10 * fu) * (1 - fv) + (n01 * (1 - fu) + n11 * fu) * fv
-
-
-def _texture(u: np.ndarray, v: np.ndarray, base: tuple, seed: int, tile: float) -> np.ndarray:
-    """[N, 3] colour in [0, 1]: tiles plus two octaves of noise, so every patch is distinctive."""
-    checker = (np.floor(u / tile) + np.floor(v / tile)) % 2
-    noise = 0.6 * _value_noise(u * 3.0, v * 3.0, seed) + 0.4 * _value_noise(u * 11.0, v * 11.0, seed + 1)
-    shade = 0.45 + 0.25 * checker + 0.45 * noise
-    return np.clip(np.asarray(base)[None, :] * shade[:, None], 0.0, 1.0)
-
-
 FACE_STYLE = {  # face id (axis * 2 + high side) -> (base colour RGB, seed, tile size)
     0: ((0.9, 0.6, 0.4), 11, 0.5), 1: ((0.5, 0.8, 0.6), 12, 0.4),  # walls x = -2 / +2
     2: ((0.8, 0.8, 0.8), 13, 0.5), 3: ((0.9, 0.9, 0.7), 14, 1.0),  # floor / ceiling
@@ -166,20 +106,20 @@ def _shade(points, kind, room_face, box_axis, centre, dirs) -> np.ndarray:
         sel = (kind == 0) & (room_face == face)
         axis, high = divmod(face, 2)
         u, v = [points[sel, a] for a in range(3) if a != axis]
-        colour[sel] = _texture(u, v, base, seed, tile)
+        colour[sel] = texture(u, v, base, seed, tile)
         normals[sel, axis] = -1.0 if high else 1.0  # facing into the room
     sel = kind == 1
     for axis in range(3):
         on_axis = sel & (box_axis == axis)
         u, v = [points[on_axis, a] for a in range(3) if a != axis]
-        colour[on_axis] = _texture(u * 2.0, v * 2.0, (0.7, 0.55, 0.3), 21 + axis, 0.1)
+        colour[on_axis] = texture(u * 2.0, v * 2.0, (0.7, 0.55, 0.3), 21 + axis, 0.1)
         normals[on_axis, axis] = -np.sign(dirs[on_axis, axis])
     sel = kind == 2
     local = points[sel] - centre
     normals[sel] = local / SPHERE_RADIUS
     longitude = np.arctan2(local[:, 2], local[:, 0]) * 3.0
     latitude = np.arcsin(np.clip(local[:, 1] / SPHERE_RADIUS, -1, 1)) * 3.0
-    colour[sel] = _texture(longitude, latitude, (1.0, 0.85, 0.2), 31, 0.5)
+    colour[sel] = texture(longitude, latitude, (1.0, 0.85, 0.2), 31, 0.5)
     return colour * _lambert(points, normals)[:, None]
 
 
@@ -192,9 +132,9 @@ def render_view(K: np.ndarray, camera_from_scene: np.ndarray, width: int, height
     rotation, translation = camera_from_scene[:3, :3], camera_from_scene[:3, 3]
     origin = -rotation.T @ translation
     dirs = rays_camera @ rotation  # = (R^T d) per row
-    t_room, room_face = _hit_room(origin, dirs)
-    t_box, box_axis = _hit_box(origin, dirs, PEDESTAL_LO, PEDESTAL_HI)
-    t_sphere = _hit_sphere(origin, dirs, centre)
+    t_room, room_face = hit_room(origin, dirs, ROOM_LO, ROOM_HI)
+    t_box, box_axis = hit_box(origin, dirs, PEDESTAL_LO, PEDESTAL_HI)
+    t_sphere = hit_sphere(np.broadcast_to(origin, dirs.shape), dirs, centre, SPHERE_RADIUS)
     hits = np.stack([t_room, t_box, t_sphere], axis=1)
     kind = np.argmin(hits, axis=1)  # 0 room, 1 pedestal, 2 sphere
     depth = hits[np.arange(len(kind)), kind]
@@ -267,55 +207,32 @@ def check_videos_decode(paths: list[Path], frames: int, size: tuple[int, int]) -
             raise RuntimeError(f"{path}: decodes to {count} frames, expected {frames}")
 
 
-def write_ground_truth(rig: dict, folder: Path) -> None:
-    """``cameras.json`` (K, camera-from-world, size, fps) and ``ground_truth.npz`` (depth, masks).
-
-    Arrays are stored time-innermost ([V, H, W, T]) because the scene is mostly static: each pixel's
-    values repeat over time, which deflate compresses to almost nothing. Depth is quantized to
-    ``DEPTH_SCALE`` and stored as differences along each image row (walls and floor are smooth, so the
-    differences are small numbers that compress well): ``depth = cumsum(depth_dx, axis=W) * depth_scale``.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    T, V, H, W = rig["depth"].shape
-    if rig["depth"].max() >= 32767 * DEPTH_SCALE:
-        raise RuntimeError("depth exceeds the int16 range; raise DEPTH_SCALE")
-    cameras = {f"cam{v}": {"K": rig["intrinsics"][v].tolist(), "camera_from_world_4x4": rig["extrinsics"][v].tolist()}
-               for v in range(V)}
-    about = ("Synthetic rig rendered by examples/make_synthetic_rig.py. K uses the pixel-centre convention "
-             "(pixel row i, column j has its centre at (j + 0.5, i + 0.5)). camera_from_world_4x4 maps world "
-             "points to OpenCV camera coordinates; the world frame is cam0. ground_truth.npz: depth_dx_vhwt "
-             "(int16, z-depth in metres = cumsum over W (axis 2) * depth_scale) and dynamic_mask_vhwt "
-             "(uint8, 1 = moving sphere), both [V, H, W, T]; load with load_ground_truth().")
-    meta = {"_about": about, "image_size_wh": [W, H], "frames": T, "fps": rig["fps"], "depth_scale": DEPTH_SCALE,
-            "cameras": cameras}
-    (folder / "cameras.json").write_text(json.dumps(meta, indent=1))
-    depth_units = np.round(rig["depth"] / DEPTH_SCALE).astype(np.int64)
-    depth_dx = np.diff(depth_units, axis=3, prepend=0).astype(np.int16)  # [T, V, H, W]
-    mask = rig["dynamic_mask"].astype(np.uint8)
-    np.savez_compressed(folder / "ground_truth.npz",
-                        depth_dx_vhwt=np.ascontiguousarray(depth_dx.transpose(1, 2, 3, 0)),
-                        dynamic_mask_vhwt=np.ascontiguousarray(mask.transpose(1, 2, 3, 0)))
+def write_ground_truth(rig: dict, clip: Path, video_names: list[str]) -> Path:
+    """``clip/gt/`` in the ground-truth clip format (replacing an earlier gt/ written by page4d)."""
+    names = [Path(name).stem for name in video_names]
+    about = ("Synthetic rig rendered by examples/make_synthetic_rig.py (metres; world = cam0). "
+             "Dynamic masks = the moving sphere.")
+    return write_gt(clip, names, rig["intrinsics"], rig["extrinsics"], rig["depth"], rig["dynamic_mask"],
+                    fps=rig["fps"], sources=video_names, depth_scale=DEPTH_SCALE, about=about, overwrite=True)
 
 
-def load_ground_truth(folder: Path) -> dict:
-    """Read ``cams_gt``: intrinsics [V, 3, 3], extrinsics [V, 4, 4], depth [T, V, H, W] float32 (metres),
-    dynamic_mask [T, V, H, W] bool, image_size (w, h), fps, camera names."""
-    folder = Path(folder)
-    meta = json.loads((folder / "cameras.json").read_text())
-    names = sorted(meta["cameras"], key=lambda name: int(name[3:]))
-    with np.load(folder / "ground_truth.npz") as data:
-        depth_units = np.cumsum(data["depth_dx_vhwt"].astype(np.int64), axis=2)  # [V, H, W, T]
-        depth = depth_units.transpose(3, 0, 1, 2).astype(np.float32) * np.float32(meta["depth_scale"])
-        mask = data["dynamic_mask_vhwt"].transpose(3, 0, 1, 2).astype(bool)
-    return {"names": names, "intrinsics": np.array([meta["cameras"][n]["K"] for n in names]),
-            "extrinsics": np.array([meta["cameras"][n]["camera_from_world_4x4"] for n in names]),
-            "depth": depth, "dynamic_mask": mask, "image_size": tuple(meta["image_size_wh"]), "fps": meta["fps"]}
+def load_ground_truth(clip: Path) -> dict:
+    """Read the ground truth of ``clip`` (e.g. examples/cams) with ``read_gt_clip``: intrinsics [V, 3, 3],
+    extrinsics [V, 4, 4], depth [T, V, H, W] float32 (metres), dynamic_mask [T, V, H, W] bool,
+    image_size (w, h), fps, camera names."""
+    gt = read_gt_clip(clip)
+    V, T = len(gt.camera_names), gt.num_frames
+    depth = np.stack([np.stack([gt.depth(v, t) for v in range(V)]) for t in range(T)])
+    mask = np.stack([np.stack([gt.mask(v, t) for v in range(V)]) for t in range(T)])
+    return {"names": gt.camera_names, "intrinsics": np.stack([gt.K(v, 0) for v in range(V)]),
+            "extrinsics": np.stack([gt.cam_from_world(v, 0) for v in range(V)]),
+            "depth": depth, "dynamic_mask": mask, "image_size": gt.image_size(0), "fps": gt.fps}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
-                        help="folder that receives cams/ and cams_gt/ (default: this examples folder)")
+                        help="folder that receives cams/ (videos + gt/) (default: this examples folder)")
     parser.add_argument("--width", type=int, default=224)
     parser.add_argument("--height", type=int, default=168)
     parser.add_argument("--frames", type=int, default=24)
@@ -323,8 +240,8 @@ def main() -> None:
     rig = render_rig(args.width, args.height, args.frames, cameras=4)
     videos = write_videos(rig["images"], args.out / "cams", rig["fps"])
     check_videos_decode(videos, args.frames, (args.width, args.height))
-    write_ground_truth(rig, args.out / "cams_gt")
-    print(f"wrote {len(videos)} videos to {args.out / 'cams'} and ground truth to {args.out / 'cams_gt'}")
+    gt = write_ground_truth(rig, args.out / "cams", [path.name for path in videos])
+    print(f"wrote {len(videos)} videos to {args.out / 'cams'} and ground truth to {gt}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from page4d_cli.data import read_gt_clip
 from page4d_cli.main import app
 from page4d_cli.pipeline import predict
 from page4d_cli.pipeline.preprocess import resize_mask
@@ -26,7 +27,6 @@ from page4d_cli.pipeline.types import ImageTransform
 from tests.helpers import REPO, shared_path
 
 CAMS = REPO / "examples" / "cams"
-GT = REPO / "examples" / "cams_gt"
 TINY_RUN = ["--preset", "tiny", "--weights", "random", "--size", "70"]
 
 
@@ -47,12 +47,11 @@ def leftovers(parent: Path) -> list[str]:
 
 def write_gt_masks(folder: Path) -> Path:
     """The synthetic rig's ground-truth dynamic masks as ``folder/camV/000.png ...`` (255 = dynamic)."""
-    with np.load(GT / "ground_truth.npz") as data:
-        masks = data["dynamic_mask_vhwt"]  # [V, H, W, T]
-    for v in range(masks.shape[0]):
-        (folder / f"cam{v}").mkdir(parents=True)
-        for t in range(masks.shape[3]):
-            cv2.imwrite(str(folder / f"cam{v}" / f"{t:03d}.png"), masks[v, :, :, t] * np.uint8(255))
+    gt = read_gt_clip(CAMS)  # examples/cams/gt
+    for v, name in enumerate(gt.camera_names):
+        (folder / name).mkdir(parents=True)
+        for t in range(gt.num_frames):
+            cv2.imwrite(str(folder / name / f"{t:03d}.png"), gt.mask(v, t).astype(np.uint8) * np.uint8(255))
     return folder
 
 

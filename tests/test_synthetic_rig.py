@@ -1,4 +1,4 @@
-"""The committed synthetic rig (examples/cams, examples/cams_gt) and its exact ground truth."""
+"""The committed synthetic rig (examples/cams, with its exact ground truth in examples/cams/gt)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def rig():
 
 @pytest.fixture(scope="module")
 def committed_gt():
-    return rig_module.load_ground_truth(EXAMPLES / "cams_gt")
+    return rig_module.load_ground_truth(EXAMPLES / "cams")
 
 
 def unproject(depth: np.ndarray, K: np.ndarray, camera_from_world: np.ndarray) -> np.ndarray:

@@ -190,8 +190,8 @@ def _check_size(values: np.ndarray, size: Optional[tuple[int, int]], path: Path)
                               f"is {size[0]}x{size[1]}; write maps at the camera's original resolution")
 
 
-def read_depth_file(path: Path, record: Optional[dict], size: Optional[tuple[int, int]] = None) -> np.ndarray:
-    """One depth map as float32 ``[H, W]`` (png: value * scale; npy/exr: float); invalid (<= 0, NaN) -> 0."""
+def read_depth_raw(path: Path, record: Optional[dict], size: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """One depth map as stored, float32 ``[H, W]`` (png: value * scale), non-finite values kept."""
     record = record or {}
     fmt = record.get("format", path.suffix.lstrip(".") or "png")
     if not path.is_file():
@@ -216,6 +216,12 @@ def read_depth_file(path: Path, record: Optional[dict], size: Optional[tuple[int
     if values.ndim != 2:
         raise DataFormatError(f"{path}: depth map has shape {list(values.shape)}, expected [H, W]")
     _check_size(values, size, path)
+    return values
+
+
+def read_depth_file(path: Path, record: Optional[dict], size: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """One depth map as float32 ``[H, W]`` (png: value * scale; npy/exr: float); invalid (<= 0, NaN) -> 0."""
+    values = read_depth_raw(path, record, size)
     return np.where(np.isfinite(values) & (values > 0), values, np.float32(0.0)).astype(np.float32)
 
 

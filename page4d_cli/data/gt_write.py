@@ -91,7 +91,14 @@ def build_gt_cameras_json(names: Sequence[str], sources: Sequence[str], sizes: S
     return data
 
 
-def _write_depth(gt_dir: Path, depths: list[np.ndarray], fmt: str, scale: Optional[float]) -> dict:
+def _write_png(path: Path, values: np.ndarray, png_level: int) -> None:
+    """uint8/uint16 PNG at zlib level ``png_level`` (0-9: smaller files, slower writes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), values, [cv2.IMWRITE_PNG_COMPRESSION, int(png_level)]):
+        raise OSError(f"{path}: OpenCV could not write the file")
+
+
+def _write_depth(gt_dir: Path, depths: list[np.ndarray], fmt: str, scale: Optional[float], png_level: int) -> dict:
     if fmt not in DEPTH_FORMATS:
         raise ValueError(f"depth_format must be one of {', '.join(DEPTH_FORMATS)}, got {fmt!r}")
     if fmt == "png" and scale is None:
@@ -105,20 +112,21 @@ def _write_depth(gt_dir: Path, depths: list[np.ndarray], fmt: str, scale: Option
             if fmt == "png":
                 if np.nanmax(np.where(np.isfinite(values), values, 0.0)) / scale > 65535.5:
                     raise ValueError(f"depth up to {np.nanmax(values):g} does not fit 16 bits at scale {scale:g}")
-                out = quantize_png16(values, scale)
+                _write_png(gt_dir / "depth" / camera_dir(v) / frame_name(t, fmt), quantize_png16(values, scale),
+                           png_level)
             else:
                 out = np.where(geometry.valid_depth(values), values, 0.0).astype(np.float32)
-            write_map_file(gt_dir / "depth" / camera_dir(v) / frame_name(t, fmt), out, fmt)
+                write_map_file(gt_dir / "depth" / camera_dir(v) / frame_name(t, fmt), out, fmt)
     return {"pattern": f"depth/cam{{v:02d}}/frame_{{t:04d}}.{fmt}", "format": fmt, "scale": float(scale),
             "decode": "value * scale" if fmt == "png" else "value (float32, scale 1)", "invalid_value": 0,
             "resolution": "original", "kind": "z-depth along the camera's optical axis, world units"}
 
 
-def _write_masks(gt_dir: Path, masks: list[np.ndarray]) -> dict:
+def _write_masks(gt_dir: Path, masks: list[np.ndarray], png_level: int) -> dict:
     for v, mask in enumerate(masks):
         for t, values in enumerate(mask):
-            write_map_file(gt_dir / "masks" / camera_dir(v) / frame_name(t, "png"),
-                           np.where(np.asarray(values) > 0, 255, 0).astype(np.uint8), "png")
+            _write_png(gt_dir / "masks" / camera_dir(v) / frame_name(t, "png"),
+                       np.where(np.asarray(values) > 0, 255, 0).astype(np.uint8), png_level)
     return {"pattern": "masks/cam{v:02d}/frame_{t:04d}.png", "mode": "binary",
             "decode": "non-zero = dynamic object, 0 = static", "resolution": "original"}
 
@@ -141,10 +149,11 @@ def write_gt(clip_root: Path, names: Sequence[str], K: np.ndarray, camera_from_w
              depth: ArrayOrList, masks: Optional[ArrayOrList] = None, fps: Optional[float] = None,
              sources: Optional[Sequence[str]] = None, depth_format: str = "png",
              depth_scale: Optional[float] = None, source_frames: Optional[np.ndarray] = None,
-             about: str = "", overwrite: bool = False) -> Path:
+             about: str = "", overwrite: bool = False, png_level: int = 6) -> Path:
     """Write ``clip_root/gt/`` (cameras.json, depth, optional masks) for an existing input; return it.
 
     depth_scale: metres (world units) per PNG level; None = the finest that fits the largest depth.
+    png_level: zlib level of the PNGs (0-9; 6 is a good size/speed balance).
     sources: how each camera's input is named in the clip (default: the camera name).
     """
     clip_root = Path(clip_root)
@@ -164,10 +173,10 @@ def write_gt(clip_root: Path, names: Sequence[str], K: np.ndarray, camera_from_w
     clip_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".gt.tmp-", dir=clip_root))
     try:
-        depth_record = _write_depth(tmp, depths, depth_format, depth_scale)
+        depth_record = _write_depth(tmp, depths, depth_format, depth_scale, png_level)
         files = {"depth": depth_record}
         if mask_list is not None:
-            files["masks"] = _write_masks(tmp, mask_list)
+            files["masks"] = _write_masks(tmp, mask_list, png_level)
         data = build_gt_cameras_json(names, list(sources) if sources else list(names), sizes, K, camera_from_world,
                                      fps, files, depth_record, source_frames, about)
         write_json(tmp / CAMERAS_FILE, data)
@@ -179,14 +188,13 @@ def write_gt(clip_root: Path, names: Sequence[str], K: np.ndarray, camera_from_w
 
 
 def write_camera_images(folder: Path, name: str, frames: np.ndarray, image_format: str = "png",
-                        fps: float = 30.0) -> str:
+                        fps: float = 30.0, png_level: int = 6) -> str:
     """One camera's input: ``folder/NAME/frame_TTTT.png`` (lossless) or ``folder/NAME.mp4``; returns
     the source name recorded in cameras.json. frames ``[T, H, W, 3]`` uint8 RGB."""
     if image_format == "png":
         (folder / name).mkdir(parents=True, exist_ok=True)
         for t, rgb in enumerate(frames):
-            if not cv2.imwrite(str(folder / name / frame_name(t, "png")), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-                raise OSError(f"{folder / name}: OpenCV could not write frame {t}")
+            _write_png(folder / name / frame_name(t, "png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), png_level)
         return name
     if image_format == "mp4":
         path = folder / f"{name}.mp4"
@@ -204,7 +212,8 @@ def write_camera_images(folder: Path, name: str, frames: np.ndarray, image_forma
 def write_gt_clip(out: Path, names: Sequence[str], images: ArrayOrList, K: np.ndarray,
                   camera_from_world: np.ndarray, depth: ArrayOrList, masks: Optional[ArrayOrList] = None,
                   fps: float = 30.0, image_format: str = "png", depth_format: str = "png",
-                  depth_scale: Optional[float] = None, about: str = "", overwrite: bool = False) -> Path:
+                  depth_scale: Optional[float] = None, about: str = "", overwrite: bool = False,
+                  png_level: int = 6) -> Path:
     """Write a whole clip folder ``out`` (input + gt/), atomically; return ``out``.
 
     Camera names must sort in the given order (natural order, e.g. cam00, cam01, ...) so that the clip's
@@ -218,9 +227,9 @@ def write_gt_clip(out: Path, names: Sequence[str], images: ArrayOrList, K: np.nd
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        sources = [write_camera_images(tmp, name, f, image_format, fps) for name, f in zip(names, frames)]
+        sources = [write_camera_images(tmp, name, f, image_format, fps, png_level) for name, f in zip(names, frames)]
         write_gt(tmp, names, K, camera_from_world, depth, masks, fps=fps, sources=sources,
-                 depth_format=depth_format, depth_scale=depth_scale, about=about)
+                 depth_format=depth_format, depth_scale=depth_scale, about=about, png_level=png_level)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
