@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 
 from models.errors import Page4DError
 from page4d_cli import __version__
+from page4d_cli.commands.data import app as data_app
 from page4d_cli.commands.inspect_load import inspect_load_command
 from page4d_cli.commands.reconstruct import _HELP as RECONSTRUCT_HELP
 from page4d_cli.commands.reconstruct import ReconstructCommand, reconstruct_cmd
@@ -61,6 +62,7 @@ app = typer.Typer(
 app.command("reconstruct", cls=ReconstructCommand, help=RECONSTRUCT_HELP)(reconstruct_cmd)
 app.add_typer(weights_app, name="weights", help="Fetch, register and list pretrained weights.")
 app.command("inspect-load")(inspect_load_command)
+app.add_typer(data_app, name="data", help="Ground-truth clips: synthesise (synth) and validate (check).")
 
 
 def _version_callback(value: bool) -> None:
