@@ -2,7 +2,7 @@
 
 Thin shell over :func:`page4d_cli.pipeline.reconstruct.reconstruct`: parse the options, draw progress
 with Rich, print warnings (yellow), errors (one red line, exit code 1) and a summary. Ctrl-C exits
-with 130 and leaves no output folder. The pipeline (torch, OpenCV) is imported only when the command
+with 130, SIGTERM with 143, and neither leaves an output folder (nor touches an existing one). The pipeline (torch, OpenCV) is imported only when the command
 runs, so ``page4d --help`` stays fast.
 """
 
@@ -10,22 +10,34 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeRemainingColumn)
 
+from page4d_cli import signals
 from page4d_cli.console import fail
+from page4d_cli.reporters import make_reporter, plural
 
 EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
-STAGE_LABELS = {"read": "decoding", "load": "loading network", "network": "network", "write": "writing"}
+FLAG = ""  # metavar of on/off flags: no "<bool>" placeholder in --help (they take no value)
+OFF = "off"  # the default shown for on/off flags
+
+
+class ReconstructCommand(TyperCommand):
+    """The command's click class: its ``--help`` flag, like the other flags, shows no ``<bool>`` placeholder."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = FLAG
+        return option
 
 
 class Mode(str, Enum):
@@ -55,43 +67,24 @@ class MapFormat(str, Enum):
     exr = "exr"
 
 
-class RichReporter:
-    """Draws ``reconstruct``'s stages as Rich progress bars (with ETA) and prints its notices."""
-
-    def __init__(self, console: Console, show_progress: bool = True, show_info: bool = True) -> None:
-        self.console = console
-        self.show_info = show_info
-        self.bars = Progress(SpinnerColumn(), TextColumn("{task.description:<15}"), BarColumn(bar_width=24),
-                             MofNCompleteColumn(), TextColumn("eta"),
-                             TimeRemainingColumn(compact=True, elapsed_when_finished=True),
-                             TextColumn("[dim]{task.fields[detail]}"), console=console, disable=not show_progress)
-        self.tasks: dict[str, int] = {}
-
-    def __enter__(self) -> "RichReporter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.tasks:
-            self.bars.stop()
-
-    def stage(self, name: str, done: float, total: Optional[float], detail: str = "") -> None:
-        if not self.tasks:
-            self.bars.start()  # on first use: an error before any stage leaves no empty progress block
-        if name not in self.tasks:
-            self.tasks[name] = self.bars.add_task(STAGE_LABELS.get(name, name), total=total, detail="")
-        self.bars.update(self.tasks[name], completed=done, total=total, detail=detail)
-
-    def warning(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True, highlight=False)
-
-    def info(self, message: str) -> None:
-        if self.show_info:
-            self.console.print(f"[cyan]note:[/] {escape(message)}", soft_wrap=True, highlight=False)
-
-
 def _fail(console: Console, message: str, code: int = EXIT_ERROR) -> None:
     """One red line on stderr (no traceback), then exit with ``code``."""
     fail(message, code, console)
+
+
+def _untouched(options) -> str:
+    """What an interrupted run leaves: no output folder, or the previous one unchanged."""
+    out = options.out if options.out is not None else None
+    if options.overwrite and (out is None or Path(out).exists()):
+        return "no output was written (an existing output folder is unchanged)"
+    return "no output was written"
+
+
+def _interrupted(console: Console, exc: BaseException, what_is_left: str) -> None:
+    """One line for Ctrl-C (exit 130) or SIGTERM (exit 143); the temporary folder is already gone."""
+    signum = signals.signal_of(exc) or signal.SIGINT
+    signals.mark_reported()
+    _fail(console, f"interrupted ({signals.NAMES.get(signum, signum)}); {what_is_left}", signals.exit_code(signum))
 
 
 def _command_line() -> Optional[str]:
@@ -106,12 +99,13 @@ def _summary(result) -> str:
     """A few lines: where the outputs are, what was reconstructed, how long each stage took."""
     names = ", ".join(result.camera_names)
     passes = len(result.windows)
+    pass_word = "network pass" if passes == 1 else "network passes"
     timing = " · ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings_s.items())
     kinds = ", ".join(sorted(result.files))
     return "\n".join([
         f"[bold green]done:[/] {escape(str(result.out_dir))}",
-        f"  {result.num_instants} instants x {result.num_cameras} cameras ({escape(names)}), "
-        f"{passes} network pass{'es' if passes > 1 else ''}",
+        f"  {plural(result.num_instants, 'instant')} x {plural(result.num_cameras, 'camera')} ({escape(names)}), "
+        f"{passes} {pass_word}",
         f"  outputs: {kinds}, cameras.json, run.json",
         f"  {timing}",
     ])
@@ -130,74 +124,94 @@ def reconstruct_cmd(
     input_dir: Annotated[Path, typer.Argument(help="Folder with one video (or image folder) per camera.",
                                               show_default=False)],
     frames: Annotated[int, typer.Option("--frames", help="Number of instants T, spread evenly over the clip.")] = 24,
-    start: Annotated[Optional[int], typer.Option(help="First frame (of the reference camera).")] = None,
-    end: Annotated[Optional[int], typer.Option(help="End frame, exclusive (reference camera).")] = None,
-    stride: Annotated[Optional[int], typer.Option(help="Take every n-th frame (the first T of them).")] = None,
+    start: Annotated[Optional[int], typer.Option(
+        help="First frame (of the reference camera).", show_default="0")] = None,
+    end: Annotated[Optional[int], typer.Option(
+        help="End frame, exclusive (reference camera).", show_default="the end of the shortest camera")] = None,
+    stride: Annotated[Optional[int], typer.Option(
+        help="Take every n-th frame (the first T of them).", show_default="none: --frames spread evenly")] = None,
     ref_camera: Annotated[Optional[str], typer.Option(
-        help="Camera that defines the world frame (default: the first by name).")] = None,
+        help="Camera that defines the world frame.", show_default="the first by name")] = None,
     size: Annotated[int, typer.Option(help="Network input width in pixels (multiple of 14).")] = 518,
     mode: Annotated[Mode, typer.Option(help="crop (cover + centre crop) or pad (fit + white border).")] = Mode.crop,
     masks: Annotated[Optional[Path], typer.Option(
-        help="External dynamic masks: MASKS/<camera>/000.png ... (or <camera>.mp4), non-zero = dynamic.")] = None,
+        help="External dynamic masks: MASKS/<camera>/000.png ... (or <camera>.mp4), non-zero = dynamic.",
+        show_default="none")] = None,
     auto_masks: Annotated[bool, typer.Option(
-        "--auto-masks", help="Estimate dynamic masks by background subtraction (static cameras).")] = False,
+        "--auto-masks", metavar=FLAG, show_default=OFF, help="Estimate dynamic masks by background subtraction (static cameras).")] = False,
     out: Annotated[Optional[Path], typer.Option(
-        help="Output folder (default: ./page4d_out/<input folder name>).", show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+        help="Output folder.", show_default="./page4d_out/<input folder name>")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", metavar=FLAG, show_default=OFF, help=(
+        "Replace an existing page4d output folder (one holding page4d's run.json; never the input folder, "
+        "a folder containing it or the current folder), once the new output is complete."))] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     preset: Annotated[Preset, typer.Option(help="Network size (pretrained weights need full).")] = Preset.full,
     weights: Annotated[WeightsSpec, typer.Option(
         help="auto: the registered weights (page4d weights fetch); random: untrained smoke run.")] = WeightsSpec.auto,
-    pi3: Annotated[Optional[Path], typer.Option(help="Pi3 checkpoint (overrides the registry).")] = None,
-    page4d: Annotated[Optional[Path], typer.Option(help="PAGE-4D checkpoint (overrides the registry).")] = None,
+    pi3: Annotated[Optional[Path], typer.Option(
+        help="Pi3 checkpoint (overrides the registry).", show_default="the registered one")] = None,
+    page4d: Annotated[Optional[Path], typer.Option(
+        help="PAGE-4D checkpoint (overrides the registry).", show_default="the registered one")] = None,
+    finetuned: Annotated[Optional[Path], typer.Option(
+        help="A `page4d train` run (folder or weights file) overlaid on the weights as stage 4.",
+        show_default="the registered one, if it trained this --preset")] = None,
     max_images_per_pass: Annotated[int, typer.Option(
         help="Most images (instants x cameras) per network pass; longer clips run in overlapping windows.")] = 128,
     overlap: Annotated[int, typer.Option(help="Instants shared by consecutive windows.")] = 2,
     conf_percentile: Annotated[Optional[float], typer.Option(
-        help="Drop this percentage of lowest-confidence points (default 25).", show_default=False)] = None,
+        help="Drop this percentage of lowest-confidence points.", show_default="25")] = None,
     conf_threshold: Annotated[Optional[float], typer.Option(
-        help="Drop points below this absolute confidence (instead of --conf-percentile).")] = None,
+        help="Drop points below this absolute confidence (instead of --conf-percentile).", show_default="none")] = None,
     no_edge_filter: Annotated[bool, typer.Option(
-        "--no-edge-filter", help="Keep points at depth discontinuities.")] = False,
-    voxel: Annotated[Optional[float], typer.Option(help="Voxel size for point downsampling (world units).")] = None,
+        "--no-edge-filter", metavar=FLAG, show_default=OFF, help="Keep points at depth discontinuities.")] = False,
+    voxel: Annotated[Optional[float], typer.Option(
+        help="Voxel size for point downsampling (world units).", show_default="none: every point")] = None,
     points_from: Annotated[PointsFrom, typer.Option(
         help="Points from depth + cameras, or from the point head.")] = PointsFrom.depth,
     depth_format: Annotated[MapFormat, typer.Option(help="Depth map files: 16-bit png, npy or exr.")] = MapFormat.png,
-    confidence: Annotated[bool, typer.Option("--confidence", help="Also write confidence maps.")] = False,
-    colmap: Annotated[bool, typer.Option("--colmap", help="Also write a COLMAP text model of one instant.")] = False,
+    confidence: Annotated[bool, typer.Option("--confidence", metavar=FLAG, show_default=OFF, help="Also write confidence maps.")] = False,
+    colmap: Annotated[bool, typer.Option("--colmap", metavar=FLAG, show_default=OFF, help="Also write a COLMAP text model of one instant.")] = False,
     colmap_frame: Annotated[int, typer.Option(help="Instant t of the COLMAP model.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the random initialisation.", hidden=True)] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, show_default=OFF, help="No progress bars or summary.")] = False,
 ) -> None:
     """See _HELP."""
     err = Console(stderr=True)
     # FFmpeg prints its own diagnostics for unreadable videos; the pipeline's one-line error says it all.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
-        from page4d_cli.pipeline.reconstruct import ReconstructOptions, reconstruct, user_errors
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        from page4d_cli.pipeline.reconstruct import ReconstructOptions, reconstruct
+    except BaseException as exc:  # noqa: BLE001 - an interrupted import may surface as ImportError
+        if signals.signal_of(exc) is None or isinstance(exc, SystemExit):
+            raise
+        _interrupted(err, exc, "nothing was written")
     options = ReconstructOptions(
         frames=frames, start=start, end=end, stride=stride, ref_camera=ref_camera, size=size, mode=mode.value,
         masks=masks, auto_masks=auto_masks, out=out, overwrite=overwrite, device=device, preset=preset.value,
-        weights=weights.value, pi3=pi3, page4d=page4d, max_images_per_pass=max_images_per_pass, overlap=overlap,
+        weights=weights.value, pi3=pi3, page4d=page4d, finetuned=finetuned,
+        max_images_per_pass=max_images_per_pass, overlap=overlap,
         seed=seed, conf_percentile=conf_percentile, conf_threshold=conf_threshold, edge_filter=not no_edge_filter,
         voxel=voxel, points_from=points_from.value, depth_format=depth_format.value, confidence=confidence,
         colmap=colmap, colmap_frame=colmap_frame, command_line=_command_line(),
     )
-    reporter = RichReporter(err, show_progress=not quiet, show_info=not quiet)
+    reporter = make_reporter(err, show_progress=not quiet, show_info=not quiet)
     try:
         with reporter:
             result = reconstruct(input_dir, options, progress=reporter)
-    except KeyboardInterrupt:
-        _fail(err, "interrupted; no output was written", EXIT_INTERRUPTED)
-    except user_errors() as exc:
-        _fail(err, str(exc))
+    except KeyboardInterrupt as exc:
+        _interrupted(err, exc, _untouched(options))
+    # A Page4DError (bad input, weights, options) propagates to page4d_cli.main, which prints it.
     except MemoryError as exc:  # torch.OutOfMemoryError (CUDA) is a subclass of RuntimeError, see below
         _fail(err, f"out of memory ({exc or 'host RAM'}); lower --max-images-per-pass, --size or --frames")
     except RuntimeError as exc:
+        if signals.received() is not None:  # e.g. an ImportError or a torch error raised by the interrupt
+            _interrupted(err, exc, _untouched(options))
         if "out of memory" not in str(exc).lower():
             raise
         _fail(err, f"out of memory on {device}; lower --max-images-per-pass, --size or --frames")
+    except Exception as exc:
+        if signals.received() is not None:
+            _interrupted(err, exc, _untouched(options))
+        raise
     if not quiet:
         Console().print(_summary(result), highlight=False, soft_wrap=True)
