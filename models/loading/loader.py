@@ -28,6 +28,7 @@ from models.errors import PathLike
 from models.config import PI3_BLOCK_EPS, VGGT_BLOCK_EPS, Page4DConfig
 from models.init import reset_owners_
 from models.loading.checkpoint_io import CheckpointError, CheckpointReader, open_checkpoint
+from models.loading.finetuned import overlay_finetuned, plan_finetuned, prepare_finetuned
 from models.loading.layouts import expect_layout
 from models.loading.plan import plan_load
 from models.loading.provenance import LoadReport
@@ -88,22 +89,29 @@ def build_plan(model: VGGT, readers: dict, layouts: dict, dtype: torch.dtype, on
 
 def inspect_load(pi3: Optional[PathLike] = None, page4d: Optional[PathLike] = None, preset: str = "full",
                  dtype="float32", on_size_mismatch: str = "error", config: Optional[Page4DConfig] = None,
-                 **overrides) -> LoadReport:
+                 finetuned: Optional[PathLike] = None, **overrides) -> LoadReport:
     """The loading plan and provenance from file headers only (no tensor data is read)."""
     readers, layouts = open_sources(pi3, page4d)
     cfg = config_for(preset, layouts, config, **overrides)
+    runs = prepare_finetuned(finetuned, cfg)
     with torch.device("meta"):
         model = VGGT(config=cfg)
-    return build_plan(model, readers, layouts, resolve_dtype(dtype), on_size_mismatch)
+    report = build_plan(model, readers, layouts, resolve_dtype(dtype), on_size_mismatch)
+    if runs:
+        plan_finetuned(report, runs)
+    return report
 
 
 def load_model(pi3: Optional[PathLike] = None, page4d: Optional[PathLike] = None, preset: str = "full",
                dtype="float32", device="cpu", on_size_mismatch: str = "error",
-               config: Optional[Page4DConfig] = None, **overrides) -> tuple[VGGT, LoadReport]:
-    """Build the network and fill it from the Pi3 and PAGE-4D files (either may be None)."""
+               config: Optional[Page4DConfig] = None, finetuned: Optional[PathLike] = None,
+               **overrides) -> tuple[VGGT, LoadReport]:
+    """Build the network and fill it from the Pi3 and PAGE-4D files (either may be None), then overlay
+    the tensors of a ``page4d train`` run (``finetuned``: its folder or weights file) as stage 4."""
     dtype = resolve_dtype(dtype)
     readers, layouts = open_sources(pi3, page4d)
     cfg = config_for(preset, layouts, config, **overrides)
+    runs = prepare_finetuned(finetuned, cfg)
     with torch.device("meta"):
         model = VGGT(config=cfg).to(dtype)
         keep_heads_float32_(model)
@@ -123,6 +131,9 @@ def load_model(pi3: Optional[PathLike] = None, page4d: Optional[PathLike] = None
                 r.adaptation.append(f"dtype {r.source_dtype} -> {target_dtype}")
     apply_source_numerics(model, report)
     finish_stage3_copies(model, report)  # after the numerics: sparse blocks copy their layer's eps too
+    if runs:  # last: stage-3 copies start from the base tensors, as when the run trained
+        plan_finetuned(report, runs)
+        overlay_finetuned(model, report, runs)
     for reader in readers.values():
         reader.close()
     return model.eval(), report
@@ -230,6 +241,11 @@ def release_pages(tensor: torch.Tensor) -> None:
         ctypes.CDLL(None).madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)
 
 
+def would_fill_for(preset: str) -> dict[str, list[str]]:
+    """:func:`would_fill` for a named preset (what ``page4d inspect-load`` shows without files)."""
+    return would_fill(config_for(preset, {}))
+
+
 def would_fill(config: Page4DConfig) -> dict[str, list[str]]:
     """Without files: which module groups a Pi3 and a PAGE-4D file of this size would fill.
 
@@ -241,11 +257,6 @@ def would_fill(config: Page4DConfig) -> dict[str, list[str]]:
     common = dict(embed_dim=config.embed_dim, encoder_depth=config.encoder.depth, num_heads=config.num_heads,
                   mlp_ratio=config.mlp_ratio)
     readers = {
-def would_fill_for(preset: str) -> dict[str, list[str]]:
-    """:func:`would_fill` for a named preset (what ``page4d inspect-load`` shows without files)."""
-    return would_fill(config_for(preset, {}))
-
-
         "pi3": StateDictReader(synthetic_state_dict("pi3", depth=max(config.pi3_layers, 1), **common), "Pi3 file"),
         "page4d": StateDictReader(synthetic_state_dict(
             "page4d" if config.mask_head_layout == "official" else "page4d_ckpt150", depth=config.depth,

@@ -77,6 +77,7 @@ class ReconstructOptions:
     weights: str = "auto"  # auto | random
     pi3: Optional[Path] = None
     page4d: Optional[Path] = None
+    finetuned: Optional[Path] = None  # a `page4d train` run overlaid as stage 4 (weights="auto": a registered one)
     max_images_per_pass: int = DEFAULT_MAX_IMAGES_PER_PASS
     overlap: int = DEFAULT_OVERLAP
     seed: int = 0  # random initialisation (weights="random" or parts without a file)
@@ -171,19 +172,21 @@ def plan_passes(num_instants: int, num_cameras: int, options: ReconstructOptions
     return plan_windows(num_instants, per_pass, overlap)
 
 
-def load_network(options: ReconstructOptions, selection, policy: DevicePolicy) -> tuple[torch.nn.Module, object]:
-    """The network on ``policy.device`` and its load report (None for random weights).
+def load_network(options: ReconstructOptions, selection, policy: DevicePolicy,
+                 finetuned: Optional[Path] = None) -> tuple[torch.nn.Module, object]:
+    """The network on ``policy.device`` and its load report (None for random weights without a run).
 
-    Random init is seeded (``options.seed``) without disturbing the caller's global RNG.
+    Random init is seeded (``options.seed``) without disturbing the caller's global RNG; ``finetuned``
+    (a training run) is overlaid as stage 4.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
-        if selection.random:
+        if selection.random and finetuned is None:
             from models.vggt import VGGT
             return VGGT.from_preset(options.preset).to(policy.device).eval(), None
         from models.loading import load_model
         return load_model(selection.pi3_path, selection.page4d_path, preset=options.preset,
-                          dtype=torch.float32, device=str(policy.device))
+                          dtype=torch.float32, device=str(policy.device), finetuned=finetuned)
 
 
 def run_network(predictor: NetworkPredictor, batch: ClipBatch, windows: list[tuple[int, int]],
@@ -220,7 +223,7 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     None = silent. Raises one of ``user_errors()`` for unusable input or options, and lets
     ``KeyboardInterrupt`` through (no output folder is left behind in either case).
     """
-    from page4d_cli.weights import resolve_weights
+    from page4d_cli.weights.finetuned import resolve_with_finetuned
 
     options = ReconstructOptions() if options is None else options
     reporter = progress if progress is not None else Reporter()
@@ -238,7 +241,10 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
                                options.overwrite, protect)
     for note in sweep_stale_siblings(out_dir):
         warn(note)
-    selection = resolve_weights(options.weights, pi3=options.pi3, page4d=options.page4d)
+    selection, finetuned, weight_notes = resolve_with_finetuned(options.weights, options.pi3, options.page4d,
+                                                                options.finetuned, options.preset)
+    for note in weight_notes:
+        reporter.info(note)
     policy = select_device(options.device)
     reset_peak_memory(policy)
 
@@ -252,7 +258,7 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     timings["read"] = time.perf_counter() - clock
     for message in batch.warnings:
         warn(message)
-    if selection.random:
+    if selection.random and finetuned is None:
         warn("random weights (--weights random): the outputs show the pipeline works, not the scene")
     num_t, num_v = batch.frame_indices.shape
     if num_v == 1:
@@ -274,7 +280,7 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
 
     clock = time.perf_counter()
     reporter.stage("load", 0, None, f"{options.preset} network on {policy.device}")
-    model, load_report = load_network(options, selection, policy)
+    model, load_report = load_network(options, selection, policy, finetuned)
     timings["load"] = time.perf_counter() - clock
     reporter.stage("load", 1, 1, "done")
 

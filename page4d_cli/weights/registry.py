@@ -219,7 +219,11 @@ def add_local(path: Path, role: str, registry: Registry | None = None) -> Regist
     no published checksum for local files, so the entry is marked not verified.
     """
     if role not in ROLES:
-        raise LayoutError(f"unknown role {role!r}: use --as pi3 or --as page4d")
+        raise LayoutError(f"unknown role {role!r}: use --as pi3, --as page4d or --as finetuned")
+    if role == "finetuned":  # a training run folder, checked by models.loading.finetuned
+        from page4d_cli.weights.finetuned import add_finetuned
+
+        return add_finetuned(path, registry)
     path = Path(os.path.abspath(Path(path).expanduser()))
     if not path.is_file():
         raise LayoutError(f"{path} does not exist or is not a file: check the path")
