@@ -39,6 +39,7 @@ from models.layers.attention import LowRankBias
 from models.layers.block import Block
 from models.layers.rope import RotaryPositionEmbedding2D, patch_positions
 from models.layers.vision_transformer import DinoEncoder
+from models.neutral import NeutralityCache, NeutralPlan, decide_plan, plan_inputs
 from models.sparse_global import (
     SparseGlobalBlock,
     build_sparse_blocks,
@@ -147,6 +148,9 @@ class Aggregator(nn.Module):
             self.lambda_kpt = nn.Parameter(torch.zeros(()))
             self.sync_sparse_blocks()
         self.epipolar_layers = {k - 1 for k in cfg.resolved_epipolar_layers} if cfg.enable_epipolar_prior else set()
+        self._neutral = NeutralityCache()
+        self.last_plan: Optional[NeutralPlan] = None  # the decisions of the last forward (visible, tested)
+        self._position_cache: dict = {}
 
     def reset_buffers(self) -> None:
         """Restore the (non-persistent) normalisation constants, e.g. after ``to_empty``."""
@@ -226,6 +230,28 @@ class Aggregator(nn.Module):
         mask, alpha, beta = self.mask_fusion(m_tilde, ext_mask)
         return m_tilde, mask, alpha, beta
 
+    # ------------------------------------------------------------------ neutral work (models/neutral.py)
+    def neutral_plan(self) -> NeutralPlan:
+        """What the next forward may skip, decided from the parameters (cached on their versions)."""
+        params, extra = plan_inputs(self)
+        return self._neutral.plan(params, extra, lambda grad_needed: decide_plan(self, grad_needed))
+
+    def neutral_report(self) -> dict:
+        """The skip decisions in words (run.json's network section), for inference (no autograd)."""
+        with torch.no_grad():
+            return self.neutral_plan().describe(self.dual, len(self.temporal_pos))
+
+    def _positions(self, grid: tuple[int, int], T: int, V: int, device) -> tuple[torch.Tensor, ...]:
+        """Cached (per image [1, N, 2], Time-SA [1, T*N, 2], View-SA [1, V*N, 2]) positions: the same
+        tensors every call, so the RoPE tables cached on them are reused across layers and forwards."""
+        key = (grid, T, V, str(device))
+        if key not in self._position_cache:
+            image = patch_positions(1, grid[0], grid[1], self.patch_start, device=device)
+            if len(self._position_cache) >= 4:
+                self._position_cache.pop(next(iter(self._position_cache)))
+            self._position_cache[key] = (image, image.repeat(1, T, 1), image.repeat(1, V, 1))
+        return self._position_cache[key]
+
     def forward(
         self,
         images: torch.Tensor,
@@ -245,10 +271,13 @@ class Aggregator(nn.Module):
         grid = (H // self.cfg.patch_size, W // self.cfg.patch_size)
         record = set(range(self.cfg.depth)) if record_layers is None else set(record_layers)
         out = AggregatorOutput(layers={"shared": {}}, patch_start=self.patch_start, grid=grid)
+        plan = self.neutral_plan()
+        self.last_plan = plan
         tokens = self.encode(images)
         N = tokens.shape[3]
-        positions = patch_positions(1, grid[0], grid[1], self.patch_start, device=images.device)
-        time_index = torch.arange(T, device=images.device).repeat_interleave(N)
+        positions, time_positions, view_positions = self._positions(grid, T, V, images.device)
+        state = LayerInputs(plan, time_positions, view_positions,
+                            torch.arange(T, device=images.device).repeat_interleave(N))
         source = self.cfg.resolved_mask_source_layer
         epipolar = None
         if self.epipolar_layers and intrinsics is not None and V > 1:
@@ -257,6 +286,10 @@ class Aggregator(nn.Module):
         if self.sparse_layers:
             check_landmark_k(self.cfg, grid[0] * grid[1])
             lambda_kpt = self.lambda_kpt.clamp(-self.cfg.lambda_clamp_value, self.cfg.lambda_clamp_value)
+            if plan.zero_lambda_kpt:
+                ext_keypoints_bias = None  # the keypoint bias is exactly 0: no channel
+            else:
+                ext_keypoints_bias = ext_keypoints
 
         def set_mask(layer_tokens: torch.Tensor) -> None:
             out.mask_tilde, out.mask, out.mask_alpha, out.mask_beta = self.compute_mask(layer_tokens, ext_mask, grid)
@@ -266,50 +299,76 @@ class Aggregator(nn.Module):
         streams = {"shared": tokens}
         for k in range(self.cfg.depth):
             if self.dual and k == self.mid[0]:
-                # Both streams start from the shared tokens of the layer before L_mid.
-                streams = {"pose": streams["shared"], "geo": streams["shared"]}
+                # Both streams start from the shared tokens of the layer before L_mid; identical streams
+                # (models/neutral.py) run once, as "pose", and the geometry stream reads the same tokens.
+                streams = {"pose": streams["shared"]}
+                if not plan.streams_identical:
+                    streams["geo"] = streams["pose"]
                 out.layers.update(pose={}, geo={})
-            key_mask = None
+            state.key_mask = None
             if out.mask is not None and k in self.mid:
-                key_mask = tokens_from_patches(out.mask, self.patch_start)  # 0 at camera/register tokens
+                state.key_mask = tokens_from_patches(out.mask, self.patch_start)  # 0 at camera/register tokens
             for name in list(streams):
-                x_time = self._time_sa(k, name, streams[name], positions, time_index, key_mask)
-                x_view = self._view_sa(k, name, x_time, positions, key_mask,
-                                       epipolar if k in self.epipolar_layers else None)
+                x_time = self._time_sa(k, name, streams[name], state)
+                x_view = self._view_sa(k, name, x_time, state, epipolar if k in self.epipolar_layers else None)
                 if k in self.sparse_layers:
                     # Replaces the stream's tokens and the View-SA half of the recorded output.
-                    kpt = keypoint_bias(lambda_kpt, name, ext_keypoints, self.patch_start)
+                    kpt = keypoint_bias(lambda_kpt, name, ext_keypoints_bias, self.patch_start)
                     score = ext_keypoints.reshape(B, T * V, -1) if ext_keypoints is not None else None
                     x_view = self.sparse_blocks_of(k, name)(x_view, positions, kpt, score)
                 if k in record:
                     out.layers[name][k] = torch.cat((x_time, x_view), dim=-1)
                 streams[name] = x_view
+            if "pose" in out.layers and "geo" not in streams and k in out.layers["pose"]:
+                out.layers["geo"][k] = out.layers["pose"][k]  # identical streams: the same tensor
             if k + 1 == source:
                 set_mask(streams["shared"])
         return out
 
-    def _time_sa(self, k, stream, x, positions, time_index, key_mask) -> torch.Tensor:
+    def _time_sa(self, k: int, stream: str, x: torch.Tensor, state: "LayerInputs") -> torch.Tensor:
+        """Time-SA of 0-based layer k: x [B, T, V, N, C] -> [B, T, V, N, C]."""
         B, T, V = x.shape[:3]
         seq = to_time_sequences(x)
-        temporal = self.temporal_pos[k] if k in self.temporal_pos else None
-        rotations = temporal.rotations(time_index) if temporal is not None else ()
-        biases = [temporal.bias(time_index, T) if temporal is not None else None]
-        if key_mask is not None:
-            biases.append(self.mask_bias.bias(to_time_sequences(key_mask), stream, "time",
+        temporal = None
+        if k in self.temporal_pos and k not in state.plan.identity_temporal:
+            temporal = self.temporal_pos[k]
+        rotations = temporal.rotations(state.time_index) if temporal is not None else ()
+        biases = [temporal.bias(state.time_index, T) if temporal is not None else None]
+        if state.key_mask is not None and not state.plan.mask_bias_is_zero(stream, "time"):
+            biases.append(self.mask_bias.bias(to_time_sequences(state.key_mask), stream, "time",
                                               self.patch_start, x.shape[3]))
         block = self.blocks_of("time", k, stream)
-        seq = block(seq, positions.repeat(1, T, 1), rotations, LowRankBias.concat(biases))
+        seq = block(seq, state.time_positions, rotations, LowRankBias.concat(biases))
         return from_time_sequences(seq, B, T, V)
 
-    def _view_sa(self, k, stream, x, positions, key_mask, epipolar=None) -> torch.Tensor:
+    def _view_sa(self, k: int, stream: str, x: torch.Tensor, state: "LayerInputs",
+                 epipolar: Optional[EpipolarPrior] = None) -> torch.Tensor:
+        """View-SA of 0-based layer k (with the epipolar prior when given): [B, T, V, N, C] -> same."""
         B, T, V = x.shape[:3]
         seq = to_view_sequences(x)
         bias = None
-        if key_mask is not None:
-            bias = self.mask_bias.bias(to_view_sequences(key_mask), stream, "view", self.patch_start, x.shape[3])
+        if state.key_mask is not None and not state.plan.mask_bias_is_zero(stream, "view"):
+            bias = self.mask_bias.bias(to_view_sequences(state.key_mask), stream, "view", self.patch_start,
+                                       x.shape[3])
         block = self.blocks_of("view", k, stream)
         if epipolar is not None:
-            seq = epipolar_view_block(block, seq, positions.repeat(1, V, 1), bias, epipolar)
+            seq = epipolar_view_block(block, seq, state.view_positions, bias, epipolar)
         else:
-            seq = block(seq, positions.repeat(1, V, 1), (), bias)
+            seq = block(seq, state.view_positions, (), bias)
         return from_view_sequences(seq, B, T, V)
+
+
+@dataclass
+class LayerInputs:
+    """What every layer of one forward pass reads besides the tokens.
+
+    plan: the skip decisions; time_positions [1, T*N, 2] / view_positions [1, V*N, 2]: RoPE positions
+    of the Time-SA / View-SA sequences; time_index [T*N]: the instant of each Time-SA token;
+    key_mask [B, T, V, N] or None: the dynamic mask per key token in the mid layers (else None).
+    """
+
+    plan: NeutralPlan
+    time_positions: torch.Tensor
+    view_positions: torch.Tensor
+    time_index: torch.Tensor
+    key_mask: Optional[torch.Tensor] = None

@@ -113,9 +113,12 @@ class EpipolarPrior:
         self.band_px = float(band) * patch_size
         self.penalty = float(penalty)
         self.F, self.valid = fundamental_matrices(intrinsics, extrinsics)
-        degenerate = (~self.valid) & ~torch.eye(self.V, dtype=torch.bool, device=self.valid.device)
-        if degenerate.any():
-            pairs = degenerate.nonzero().tolist()
+        # One host copy of the validity flags (one synchronisation per forward): the per-(instant,
+        # camera) decisions below read Python booleans, never ``bool(tensor)``.
+        self.valid_host: list = self.valid.cpu().tolist()  # [B][T][V][V]
+        pairs = [[b, t, a, c] for b in range(self.B) for t in range(self.T) for a in range(self.V)
+                 for c in range(self.V) if a != c and not self.valid_host[b][t][a][c]]
+        if pairs:
             shown = ", ".join(f"(b={b}, t={t}, cams {a}-{c})" for b, t, a, c in pairs[:4] if a < c)
             warnings.warn(f"epipolar prior: {len(pairs) // 2} camera pair(s) share a camera centre (no baseline, "
                           f"fundamental matrix undefined); prior skipped for them: {shown}", stacklevel=3)
@@ -136,19 +139,19 @@ class EpipolarPrior:
 
     def far(self, b: int, t: int, a: int, c: int) -> torch.Tensor:
         """[P, P] bool: True where the pair (query patch of a, key patch of c) is penalised."""
-        if not bool(self.valid[b, t, a, c]):
+        if not self.valid_host[b][t][a][c]:
             return torch.zeros(self.patches, self.patches, dtype=torch.bool, device=self.centres.device)
         return self.distances(b, t, a, c) > self.band_px
 
     def row_bias(self, b: int, t: int, a: int, dtype: torch.dtype) -> Optional[torch.Tensor]:
         """Additive bias [N, V*N] for the N queries of camera a at (b, t); None when it is all zero."""
-        if not bool(self.valid[b, t, a].any()):
+        if not any(self.valid_host[b][t][a]):
             return None
         S, P, V = self.num_special, self.patches, self.V
         N = S + P
         bias = torch.zeros(N, V, N, dtype=dtype, device=self.centres.device)
         for c in range(V):
-            if c != a and bool(self.valid[b, t, a, c]):
+            if c != a and self.valid_host[b][t][a][c]:
                 bias[S:, c, S:].masked_fill_(self.far(b, t, a, c), -self.penalty)
         return bias.reshape(N, V * N)
 

@@ -4,7 +4,8 @@ Both start neutral (DESIGN.md): the RoPE variant has learnable per-head frequenc
 is the identity), the ALiBi variant learnable per-head slopes at 0 (the bias is zero). Both depend on
 time differences only. One module per layer; the two streams of a mid layer share it.
 
-``rotations(time_index)`` returns the callables applied to q and k; ``bias(time_index)`` returns the
+``is_identity()`` says whether the module is exactly neutral now (all frequencies / slopes 0): the
+aggregator then applies nothing (``models/neutral.py``). ``rotations(time_index)`` returns the callables applied to q and k; ``bias(time_index)`` returns the
 low-rank logit bias (ALiBi over T instants is rank T: A[q, j] = -slope_h * |t_q - j| on the query
 side, the one-hot of t_k on the key side).
 """
@@ -19,6 +20,7 @@ from torch import nn
 
 from models.layers.attention import LowRankBias
 from models.layers.rope import temporal_rotation
+from models.neutral import is_zero
 
 
 class TemporalRoPE(nn.Module):
@@ -28,6 +30,9 @@ class TemporalRoPE(nn.Module):
 
     def reset_parameters(self) -> None:
         nn.init.zeros_(self.freq)  # zero frequency: the identity rotation (neutral)
+
+    def is_identity(self) -> bool:
+        return is_zero(self.freq)
 
     def rotations(self, time_index: torch.Tensor) -> tuple:
         return (lambda x: temporal_rotation(x, time_index, self.freq),)
@@ -43,6 +48,9 @@ class TemporalALiBi(nn.Module):
 
     def reset_parameters(self) -> None:
         nn.init.zeros_(self.slope)  # zero slope: no bias (neutral)
+
+    def is_identity(self) -> bool:
+        return is_zero(self.slope)
 
     def rotations(self, time_index: torch.Tensor) -> tuple:
         return ()

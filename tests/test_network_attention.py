@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from models.aggregator import LayerInputs
 from models.layers.attention import LowRankBias, biased_attention
 from models.layers.rope import patch_positions
 from models.token_layout import to_time_sequences, to_view_sequences
@@ -101,8 +102,9 @@ def test_time_sa_with_one_instant_is_attention_within_each_image():
         tokens = agg.encode(random_images(1, 1, V, rows * 14, cols * 14))
         positions = patch_positions(1, rows, cols, 5)
         time_index = torch.zeros(tokens.shape[3], dtype=torch.long)
+        state = LayerInputs(agg.neutral_plan(), positions, positions.repeat(1, V, 1), time_index)
         for k in range(model.config.depth):
-            got = agg._time_sa(k, "pose" if k in agg.mid else "shared", tokens, positions, time_index, None)
+            got = agg._time_sa(k, "pose" if k in agg.mid else "shared", tokens, state)
             block = agg.blocks_of("time", k, "pose" if k in agg.mid else "shared")
             for v in range(V):
                 expected = block(tokens[:, 0, v], positions)
@@ -131,7 +133,7 @@ def attention_mass_on(mask_keys):
         if bias is not None:
             logits = logits + bias.dense()
         weights = torch.softmax(logits.double(), dim=-1)
-        masses.append(float(weights[..., mask_keys].sum(-1).mean()))
+        masses.append(float(weights[..., mask_keys].sum(-1).mean().detach()))
 
     return probe, masses
 
@@ -158,8 +160,9 @@ def test_nonzero_lambda_suppresses_masked_keys_in_pose_and_amplifies_in_geometry
             probe, record = attention_mass_on(mask_keys)
             block = model.aggregator.blocks_of(kind, first_mid, stream)
             block.attn.probe = probe
-            with torch.no_grad():
-                model(images, ext_mask=ext)
+            # Grad mode on: nothing is skipped (at lambda 0 without autograd the identical geometry stream
+            # would not run at all - tests/test_neutral_skips.py), so both streams' attention is probed.
+            model(images, ext_mask=ext)
             block.attn.probe = None
             masses[stream] = record[0]
         return masses

@@ -29,8 +29,10 @@ class ResidualConvUnit(nn.Module):
         self.conv2 = nn.Conv2d(features, features, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(x)  # as trained: the in-place ReLU also rectified the skip connection
-        return self.conv2(torch.relu(self.conv1(x))) + x
+        """x is rectified IN PLACE (as VGGT's ``ReLU(inplace=True)``: the skip adds relu(x)); callers pass
+        maps they no longer need. Both ReLUs in place: no extra full-size map."""
+        x = torch.relu_(x)
+        return self.conv2(torch.relu_(self.conv1(x))) + x
 
 
 class FusionBlock(nn.Module):
@@ -103,22 +105,28 @@ class DPTHead(nn.Module):
         B, S = layers[0].shape[:2]
         H, W = image_hw
         rows, cols = H // self.patch_size, W // self.patch_size
-        features = []
+        s = self.scratch
+        # Memory: every intermediate map is dropped as soon as it is consumed (each level's resized map
+        # after its layer*_rn conv, each fused level after its refinenet, the full-resolution map after
+        # output_conv2's first conv), and the ReLUs and UV additions act in place where VGGT's do.
+        fused = []  # layer1_rn .. layer4_rn outputs
         for level, x in enumerate(layers):
             x = self.norm(x.reshape(B * S, rows * cols, -1))
             x = x.transpose(1, 2).reshape(B * S, -1, rows, cols)
-            x = add_uv_embedding(self.projects[level](x), W / H)
-            features.append(self.resize_layers[level](x))
-        s = self.scratch
-        l1, l2, l3, l4 = (getattr(s, f"layer{i}_rn")(f) for i, f in enumerate(features, start=1))
-        out = s.refinenet4(l4, size=l3.shape[2:])
-        out = s.refinenet3(out, l3, size=l2.shape[2:])
-        out = s.refinenet2(out, l2, size=l1.shape[2:])
-        out = s.refinenet1(out, l1)
+            x = add_uv_embedding(self.projects[level](x), W / H, inplace=True)
+            fused.append(getattr(s, f"layer{level + 1}_rn")(self.resize_layers[level](x)))
+        del x
+        out = s.refinenet4(fused.pop(3), size=fused[2].shape[2:])
+        out = s.refinenet3(out, fused.pop(2), size=fused[1].shape[2:])
+        out = s.refinenet2(out, fused.pop(1), size=fused[0].shape[2:])
+        out = s.refinenet1(out, fused.pop(0))
         out = s.output_conv1(out)
         out = F.interpolate(out, size=(rows * self.patch_size, cols * self.patch_size), mode="bilinear",
                             align_corners=True)
-        out = s.output_conv2(add_uv_embedding(out, W / H))
+        out = add_uv_embedding(out, W / H, inplace=True)
+        conv_a, _, conv_b = s.output_conv2  # the ReLU is applied in place below
+        out = conv_a(out)  # the features/2-channel full-resolution map is freed here
+        out = conv_b(torch.relu_(out))
         out = out.permute(0, 2, 3, 1)  # [B*S, H, W, C_out]
         values, conf = out[..., :-1], out[..., -1]
         if self.activation == "exp":
@@ -147,10 +155,13 @@ def sincos_embedding(dim: int, positions: torch.Tensor, omega_0: float = 100.0) 
     return torch.cat((angles.sin(), angles.cos()), dim=1).float()
 
 
-def add_uv_embedding(x: torch.Tensor, aspect: float, ratio: float = 0.1) -> torch.Tensor:
-    """x [N, C, h, w] + ratio * UV sin/cos embedding (first C/2 channels encode u, the rest v)."""
+def add_uv_embedding(x: torch.Tensor, aspect: float, ratio: float = 0.1, inplace: bool = False) -> torch.Tensor:
+    """x [N, C, h, w] + ratio * UV sin/cos embedding (first C/2 channels encode u, the rest v).
+
+    ``inplace`` adds into x (a map the caller no longer needs: no second map of x's size)."""
     n, c, h, w = x.shape
     grid = uv_grid(w, h, aspect, device=x.device).reshape(-1, 2)
     emb = torch.cat((sincos_embedding(c // 2, grid[:, 0]), sincos_embedding(c // 2, grid[:, 1])), dim=-1)
     emb = emb.reshape(h, w, c).permute(2, 0, 1)[None]
-    return x + (ratio * emb).to(x.dtype)
+    emb = (ratio * emb).to(x.dtype)
+    return x.add_(emb) if inplace else x + emb

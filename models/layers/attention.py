@@ -10,11 +10,18 @@ A = +-lambda; ALiBi over T instants is rank T with one-hot key factors). Such a 
 ``rank`` extra channels appended to q and k (A / scale on q, Bk on k) and zero channels on v, then one
 fused ``scaled_dot_product_attention`` call with the original scale. Memory stays O(L * (D + rank)):
 no L x L tensor is ever allocated, and fused kernels (flash / memory-efficient) remain usable.
+
+On CUDA the padded channels cost real work (FlashAttention rounds head size 64 + 1 up to its 96 kernel),
+so a nonzero bias there goes through FlexAttention instead (``torch.nn.attention.flex_attention``,
+compiled, with a ``score_mod`` that adds the low-rank bias per (query, key)); the padded channels stay
+the fallback (CPU, a torch without FlexAttention, an extra additive ``mask``, or a compile failure).
+A bias that is exactly zero is not passed at all (the aggregator decides that, ``models/neutral.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import warnings
 from typing import Callable, Optional
 
 import torch
@@ -67,12 +74,23 @@ def biased_attention(
     """softmax(scale * q k^T + bias + mask) v with one fused kernel call.
 
     q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Ev] -> [B, H, Lq, Ev]. ``bias`` is carried as extra
-    q/k channels (no Lq x Lk tensor); ``mask`` is an optional additive float or boolean ``attn_mask``
-    broadcastable to [B, H, Lq, Lk] that the caller keeps small (one chunk of queries). ``v`` may be
-    narrower or wider than q/k (tests pass an identity matrix as values to read the weights back).
+    q/k channels (no Lq x Lk tensor), or by FlexAttention on CUDA; ``mask`` is an optional additive
+    float or boolean ``attn_mask`` broadcastable to [B, H, Lq, Lk] that the caller keeps small (one
+    chunk of queries). ``v`` may be narrower or wider than q/k (tests pass an identity matrix as values
+    to read the weights back).
     """
     if bias is None or bias.rank == 0:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    if mask is None and _flex_applies(q, v):
+        out = _flex_on_cuda(q, k, v, scale, bias)
+        if out is not None:
+            return out
+    return padded_biased_attention(q, k, v, scale, bias, mask)
+
+
+def padded_biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias: LowRankBias,
+                            mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The bias as ``rank`` extra q/k channels (zero-padded to a multiple of 8), one SDPA call."""
     lead = q.shape[:2]
     D, rank = q.shape[-1], bias.rank
     # Pad to a multiple of 8 channels so fused kernels accept the head size; v alike when it has q's width.
@@ -86,6 +104,62 @@ def biased_attention(
     if width == D:
         v = torch.cat((v, v.new_zeros(*v.shape[:-1], padded - D)), dim=-1)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)[..., :width]
+
+
+# ----------------------------------------------------------------------------- FlexAttention (CUDA)
+try:  # torch >= 2.5
+    from torch.nn.attention.flex_attention import flex_attention as _flex_attention
+except ImportError:  # pragma: no cover - older torch: padded channels only
+    _flex_attention = None
+
+USE_FLEX_ON_CUDA = True  # benchmarks switch it off to measure the padded path on a GPU
+_compiled_flex: Optional[Callable] = None
+_flex_broken = False
+
+
+def flex_available() -> bool:
+    return _flex_attention is not None
+
+
+def _flex_applies(q: torch.Tensor, v: torch.Tensor) -> bool:
+    return (USE_FLEX_ON_CUDA and not _flex_broken and _flex_attention is not None and q.is_cuda
+            and v.shape[-1] == q.shape[-1])
+
+
+def flex_biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias: LowRankBias,
+                          compiled: bool = True) -> torch.Tensor:
+    """FlexAttention with ``score_mod`` adding sum_r bias.query[b, h, q, r] * bias.key[b, h, k, r].
+
+    The factors stay [B|1, H|1, L|1, R] (broadcast views, float32): no Lq x Lk tensor when compiled.
+    ``compiled=False`` runs FlexAttention's eager reference (it materialises the scores: tests only).
+    """
+    B, H, Lq, _ = q.shape
+    Lk, rank = k.shape[2], bias.rank
+    bias_q = bias.query.float().expand(B, H, Lq, rank)
+    bias_k = bias.key.float().expand(B, H, Lk, rank)
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        for r in range(rank):
+            score = score + bias_q[b, h, q_idx, r] * bias_k[b, h, kv_idx, r]
+        return score
+
+    global _compiled_flex
+    if compiled and _compiled_flex is None:
+        _compiled_flex = torch.compile(_flex_attention, dynamic=False)
+    function = _compiled_flex if compiled else _flex_attention
+    return function(q, k, v, score_mod=score_mod, scale=scale)
+
+
+def _flex_on_cuda(q, k, v, scale, bias) -> Optional[torch.Tensor]:
+    """FlexAttention, or None (and never again this process) if it cannot compile here."""
+    global _flex_broken
+    try:
+        return flex_biased_attention(q, k, v, scale, bias)
+    except Exception as error:  # noqa: BLE001 - any compile/runtime failure falls back to the padded path
+        _flex_broken = True
+        warnings.warn(f"FlexAttention unavailable ({type(error).__name__}: {error}); "
+                      f"using padded bias channels instead", stacklevel=3)
+        return None
 
 
 class Attention(nn.Module):

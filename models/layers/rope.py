@@ -14,6 +14,8 @@ initialization (DESIGN.md: new parts start neutral).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -34,28 +36,58 @@ class RotaryPositionEmbedding2D(nn.Module):
     """2D RoPE on integer (y, x) positions.
 
     forward(x [B, H, L, D], positions [B or 1, L, 2] (y, x), integer-valued) -> [B, H, L, D]
+
+    The cos/sin tables depend only on the positions, D, dtype and device, so they are cached per
+    positions tensor (the aggregator hands the same positions tensor to every layer and every forward
+    on one grid): keyed on its storage, version, shape and strides, holding a reference to it so the
+    storage cannot be reused while an entry lives. At most ``CACHE_ENTRIES`` tables are kept.
     """
+
+    CACHE_ENTRIES = 8
 
     def __init__(self, frequency: float = 100.0) -> None:
         super().__init__()
         self.frequency = float(frequency)
+        self._tables: OrderedDict = OrderedDict()
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        inv_freq = inverse_frequencies(half, self.frequency, device=x.device)
+        cos_y, sin_y, cos_x, sin_x = self.tables(positions, x.shape[-1], x.dtype, x.device)
         rows, cols = x.chunk(2, dim=-1)
-        rows = _rotate(rows, positions[..., 0].float(), inv_freq)
-        cols = _rotate(cols, positions[..., 1].float(), inv_freq)
+        rows = rows * cos_y + rotate_half(rows) * sin_y
+        cols = cols * cos_x + rotate_half(cols) * sin_x
         return torch.cat((rows, cols), dim=-1)
 
+    def tables(self, positions: torch.Tensor, head_dim: int, dtype: torch.dtype, device) -> tuple:
+        """(cos_y, sin_y, cos_x, sin_x), each [B|1, 1, L, D/2] in ``dtype`` (float32 trig, as trained)."""
+        key = (positions.data_ptr(), _version(positions), tuple(positions.shape), positions.stride(),
+               head_dim, dtype, str(device))
+        entry = self._tables.get(key)
+        if entry is not None:
+            self._tables.move_to_end(key)
+            return entry[1]
+        inv_freq = inverse_frequencies(head_dim // 2, self.frequency, device=device)
+        tables = (*_cos_sin(positions[..., 0].float(), inv_freq, dtype),
+                  *_cos_sin(positions[..., 1].float(), inv_freq, dtype))
+        if not torch.compiler.is_compiling():
+            self._tables[key] = (positions, tables)
+            while len(self._tables) > self.CACHE_ENTRIES:
+                self._tables.popitem(last=False)
+        return tables
 
-def _rotate(x: torch.Tensor, position: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, H, L, d] by angles position [B|1, L] * inv_freq [d/2] (float32 trig, as trained)."""
+
+def _version(tensor: torch.Tensor) -> int:
+    """The in-place version counter; inference tensors have none (they are never changed in place here)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return -1
+
+
+def _cos_sin(position: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype) -> tuple:
+    """position [B|1, L] * inv_freq [d/2] -> cos, sin [B|1, 1, L, d] in ``dtype``."""
     angles = position[..., None] * inv_freq  # [B, L, d/2]
     angles = torch.cat((angles, angles), dim=-1)[:, None]  # [B, 1, L, d]
-    cos = angles.cos().to(x.dtype)
-    sin = angles.sin().to(x.dtype)
-    return x * cos + rotate_half(x) * sin
+    return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
 def temporal_rotation(x: torch.Tensor, time_index: torch.Tensor, freq: torch.Tensor,
