@@ -172,6 +172,10 @@ def reconstruct_cmd(
     confidence: Annotated[bool, typer.Option("--confidence", metavar=FLAG, show_default=OFF, help="Also write confidence maps.")] = False,
     colmap: Annotated[bool, typer.Option("--colmap", metavar=FLAG, show_default=OFF, help="Also write a COLMAP text model of one instant.")] = False,
     colmap_frame: Annotated[int, typer.Option(help="Instant t of the COLMAP model.")] = 0,
+    no_preview: Annotated[bool, typer.Option("--no-preview", metavar=FLAG, show_default=OFF, help=(
+        "Skip preview/ (overview.png, depth.mp4, trajectory.png, and the input frames page4d view shows)."))] = False,
+    view: Annotated[bool, typer.Option("--view", metavar=FLAG, show_default=OFF, help=(
+        "Open the result in Rerun when done, as `page4d view OUT` does (needs pip install 'page4d[view]')."))] = False,
     seed: Annotated[int, typer.Option(help="Seed of the random initialisation.", hidden=True)] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, show_default=OFF, help="No progress bars or summary.")] = False,
 ) -> None:
@@ -192,8 +196,13 @@ def reconstruct_cmd(
         max_images_per_pass=max_images_per_pass, overlap=overlap,
         seed=seed, conf_percentile=conf_percentile, conf_threshold=conf_threshold, edge_filter=not no_edge_filter,
         voxel=voxel, points_from=points_from.value, depth_format=depth_format.value, confidence=confidence,
-        colmap=colmap, colmap_frame=colmap_frame, command_line=_command_line(),
+        colmap=colmap, colmap_frame=colmap_frame, preview=not no_preview, command_line=_command_line(),
     )
+    if view:  # before the slow part: rerun-sdk and a display must be there
+        from page4d_cli.view.session import ViewOptions, check_sink, import_rerun
+
+        import_rerun()
+        check_sink(ViewOptions())
     reporter = make_reporter(err, show_progress=not quiet, show_info=not quiet)
     try:
         with reporter:
@@ -215,3 +224,7 @@ def reconstruct_cmd(
         raise
     if not quiet:
         Console().print(_summary(result), highlight=False, soft_wrap=True)
+    if view:
+        from page4d_cli.commands.view import run_view
+
+        run_view(result.out_dir, quiet=quiet)
