@@ -52,7 +52,7 @@ def test_registry_lives_under_page4d_home_and_newest_entry_wins(tmp_path, home):
     assert [e.path for e in reg.entries("pi3")] == [str(b), str(a)]
     assert reg.current("pi3").verified
     data = json.loads(reg.path.read_text())
-    assert data["version"] == 1 and set(data["entries"]) == {"pi3", "page4d"}
+    assert data["version"] == 1 and set(data["entries"]) == {"pi3", "page4d", "finetuned"}
 
 
 def test_current_skips_files_that_no_longer_exist(tmp_path):
