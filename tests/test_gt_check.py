@@ -51,8 +51,8 @@ DEFECTS = {
     "all-invalid depth": (lambda c: cv2.imwrite(str(c / "gt" / "depth" / "cam00" / "frame_0000.png"),
                                                 np.zeros((24, 32), np.uint16)), "no valid depth"),
     "reflection": (lambda c: edit_cameras(c, reflect), "camera cam01 frame 2: camera_from_world's rotation has det -1"),
-    "not a rotation": (lambda c: edit_cameras(c, scale_rotation), "camera cam00 frame 1: camera_from_world's rotation "
-                                                                   "is not orthonormal"),
+    "not a rotation": (lambda c: edit_cameras(c, scale_rotation),
+                       "camera cam00 frame 1: camera_from_world's rotation is not orthonormal"),
     "infinite K": (lambda c: edit_cameras(c, lambda d: d["cameras"][0]["frames"][0]["K"][0].__setitem__(0, 1e400)),
                    "camera cam00 frame 0: K is not finite"),
     "negative focal": (lambda c: edit_cameras(c, lambda d: d["cameras"][1]["frames"][1]["K"][1].__setitem__(1, -5)),

@@ -29,7 +29,7 @@ def synth_set(tmp_path_factory):
 def test_same_seed_same_files_other_seed_other_files(synth_set, tmp_path):
     out, paths = synth_set
     assert [p.name for p in paths] == ["clip_0000", "clip_0001"]
-    again = synth_clips(tmp_path / "again", SynthOptions(seed=5, **SMALL))
+    synth_clips(tmp_path / "again", SynthOptions(seed=5, **SMALL))
     first = files_of(out)
     assert len(first) == 2 * (3 * 4 * 3 + 1)  # per clip: V*T images, depth maps, masks + cameras.json
     assert files_of(tmp_path / "again") == first
