@@ -24,6 +24,8 @@ from typer.core import TyperGroup
 from models.errors import Page4DError
 from page4d_cli import __version__
 from page4d_cli.commands.data import app as data_app
+from page4d_cli.commands.eval import HELP as EVAL_HELP
+from page4d_cli.commands.eval import eval_command
 from page4d_cli.commands.inspect_load import inspect_load_command
 from page4d_cli.commands.reconstruct import _HELP as RECONSTRUCT_HELP
 from page4d_cli.commands.reconstruct import ReconstructCommand, reconstruct_cmd
@@ -63,6 +65,7 @@ app.command("reconstruct", cls=ReconstructCommand, help=RECONSTRUCT_HELP)(recons
 app.add_typer(weights_app, name="weights", help="Fetch, register and list pretrained weights.")
 app.command("inspect-load")(inspect_load_command)
 app.add_typer(data_app, name="data", help="Ground-truth clips: synthesise (synth) and validate (check).")
+app.command("eval", help=EVAL_HELP)(eval_command)
 
 
 def _version_callback(value: bool) -> None:
