@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeRemainingColumn)
+from rich.text import Text
 
 STAGE_LABELS = {"read": "decoding", "load": "loading network", "network": "network", "write": "writing"}
 STAGE_UNITS = {"read": "sample", "network": "step", "write": "file"}
@@ -52,6 +53,13 @@ class _Notices:
         pass
 
 
+class EtaColumn(TimeRemainingColumn):
+    """Time remaining while a stage runs; blank once it ended (neither 0:00 nor the elapsed time)."""
+
+    def render(self, task):
+        return Text("") if task.finished else super().render(task)
+
+
 class RichReporter(_Notices):
     """Draws the stages as Rich progress bars; the ETA column is blank once a stage has ended."""
 
@@ -60,7 +68,7 @@ class RichReporter(_Notices):
         self.show_info = show_info
         self.bars = Progress(SpinnerColumn(), TextColumn("{task.description:<15}"), BarColumn(bar_width=24),
                              MofNCompleteColumn(), TextColumn("eta"),
-                             TimeRemainingColumn(compact=True, elapsed_when_finished=False),
+                             EtaColumn(compact=True),
                              TextColumn("[dim]{task.fields[detail]}"), console=console, disable=not show_progress)
         self.tasks: dict[str, int] = {}
 
