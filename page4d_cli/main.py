@@ -29,6 +29,8 @@ from page4d_cli.commands.eval import eval_command
 from page4d_cli.commands.inspect_load import inspect_load_command
 from page4d_cli.commands.reconstruct import _HELP as RECONSTRUCT_HELP
 from page4d_cli.commands.reconstruct import ReconstructCommand, reconstruct_cmd
+from page4d_cli.commands.view import HELP as VIEW_HELP
+from page4d_cli.commands.view import view_cmd
 from page4d_cli.commands.weights import app as weights_app
 from page4d_cli.console import fail
 
@@ -65,6 +67,7 @@ app.command("reconstruct", cls=ReconstructCommand, help=RECONSTRUCT_HELP)(recons
 app.add_typer(weights_app, name="weights", help="Fetch, register and list pretrained weights.")
 app.command("inspect-load")(inspect_load_command)
 app.add_typer(data_app, name="data", help="Ground-truth clips: synthesise (synth) and validate (check).")
+app.command("view", help=VIEW_HELP)(view_cmd)
 app.command("eval", help=EVAL_HELP)(eval_command)
 
 
