@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from page4d_cli.pipeline import geometry
-from page4d_cli.pipeline.export import ExportError, camera_dir, check_shapes
+from page4d_cli.pipeline.export import ExportError, camera_dir, check_shapes, write_map_file
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
 
@@ -86,8 +86,8 @@ def write_colmap_model(colmap_dir: Path, pred: Prediction, batch: ClipBatch, ins
         image_lines.append(f"{v + 1} " + " ".join(f"{x:.12g}" for x in (qw, qx, qy, qz, *extrinsic[:3, 3]))
                            + f" {v + 1} {name}")
         image_lines.append("")  # no 2D observations
-        if not cv2.imwrite(str(images_dir / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"{images_dir / name}: OpenCV could not write the image")
+        # encoded in memory, written by Python: a full disk raises OSError(ENOSPC), no libpng noise
+        write_map_file(images_dir / name, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), "png")
 
     rgb = np.rint(np.clip(colors, 0, 1) * 255).astype(np.int64)
     point_lines = ["# 3D point list with one line of data per point:",
