@@ -31,6 +31,8 @@ from page4d_cli.commands.reconstruct import _HELP as RECONSTRUCT_HELP
 from page4d_cli.commands.reconstruct import ReconstructCommand, reconstruct_cmd
 from page4d_cli.commands.view import HELP as VIEW_HELP
 from page4d_cli.commands.view import view_cmd
+from page4d_cli.commands.train import HELP as TRAIN_HELP
+from page4d_cli.commands.train import train_command
 from page4d_cli.commands.weights import app as weights_app
 from page4d_cli.console import fail
 
@@ -69,6 +71,7 @@ app.command("inspect-load")(inspect_load_command)
 app.add_typer(data_app, name="data", help="Ground-truth clips: synthesise (synth) and validate (check).")
 app.command("view", help=VIEW_HELP)(view_cmd)
 app.command("eval", help=EVAL_HELP)(eval_command)
+app.command("train", help=TRAIN_HELP)(train_command)
 
 
 def _version_callback(value: bool) -> None:

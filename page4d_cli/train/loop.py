@@ -30,15 +30,12 @@ from page4d_cli.train.losses import all_finite, compute_losses
 from page4d_cli.train.optim import clip_per_module, lrs, total_norm
 from page4d_cli.train.session import Session, open_session
 
-INTERRUPTED_EXIT_CODE = 130
-
-
 class TrainingInterrupted(Exception):
-    """Ctrl-C / SIGTERM: a checkpoint of ``step`` was written to ``run``."""
+    """Ctrl-C / SIGTERM: a checkpoint of ``step`` was written to ``run``; ``exit_code`` 130 / 143."""
 
-    def __init__(self, run: Path, step: int) -> None:
+    def __init__(self, run: Path, step: int, signum: int = signal.SIGINT) -> None:
         super().__init__(f"{run}: interrupted at step {step}; checkpoint written, continue with --resume {run}")
-        self.run, self.step = run, step
+        self.run, self.step, self.exit_code = run, step, 128 + int(signum)
 
 
 @dataclass
@@ -54,6 +51,7 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.set = False
+        self.signum = signal.SIGINT
         self._previous = {}
 
     def __enter__(self):
@@ -65,7 +63,8 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame) -> None:
-        self.set = True
+        if not self.set:
+            self.set, self.signum = True, signum
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
@@ -110,7 +109,7 @@ def _run(cfg: TrainConfig, ctx: DistContext, s: Session, stop: _StopFlag, eval_f
             if interrupted or step % cfg.save_every == 0 or step == target:
                 _save(ctx, s, step, skipped, cfg)
             if interrupted:
-                raise TrainingInterrupted(s.run, step)
+                raise TrainingInterrupted(s.run, step, stop.signum)
     finally:
         progress.close()
     return TrainResult(s.run, step, skipped, last)

@@ -21,44 +21,13 @@ whose terms are not all finite. Ground truth at invalid pixels is ignored (set t
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
-
 import torch
 import torch.nn.functional as F
 
 from models.dynamic_mask import pool_to_patches
+from page4d_cli.train.config import LossConfig
 
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Weights of the objective; defaults are PAGE-4D's ``training_final.yaml``."""
-
-    camera_weight: float = 5.0
-    camera_gamma: float = 0.6  # refinement iteration i of n weighs gamma ** (n - 1 - i)
-    weight_trans: float = 1.0
-    weight_rot: float = 1.0
-    weight_fov: float = 0.5
-    translation_clamp: float = 100.0
-    min_valid_pixels: int = 100  # images with <= this many valid GT pixels get no camera loss
-    depth_weight: float = 1.0
-    depth_gamma: float = 0.3
-    depth_alpha: float = 0.06
-    depth_grad_scales: int = 4
-    point_weight: float = 1.0
-    point_gamma: float = 1.0
-    point_alpha: float = 0.2
-    point_normal_scales: int = 3
-    valid_range: float = 0.98  # quantile filter; <= 0 disables it
-    mask_weight: float = 0.0  # --mask-loss W: BCE of the fused mask M against GT dynamic masks
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"loss.{f.name} must be a finite value >= 0, got {value}")
-        if self.valid_range >= 1:
-            raise ValueError(f"loss.valid_range must be < 1 (a quantile), got {self.valid_range}")
+__all__ = ["LossConfig", "compute_losses", "all_finite", "filter_by_quantile"]
 
 
 # ----------------------------------------------------------------------------------- quantile filter

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-TRAIN_CHOICES = ("new", "page4d", "all")
+from page4d_cli.train.config import TRAIN_CHOICES
 
 # Name patterns (regular expressions on the full parameter name) of the "new" selection.
 NEW_PATTERNS = (
