@@ -118,3 +118,15 @@ def test_input_frames_follow_the_reference_mapping(original, network, mode):
     got = network_image_to_original(image, transform)
     assert got.shape == reference.shape
     assert np.abs(got.astype(float) - reference).max() <= 1.0  # rounding only
+
+
+def test_colour_range_labels_and_constant_maps():
+    from page4d_cli.preview.colors import ValueRange, format_range, robust_range
+
+    assert format_range(ValueRange(1.0707, 1.0803)) == ("1.0707", "1.0803")  # narrow range: enough decimals
+    assert format_range(ValueRange(1.3, 5.2)) == ("1.3", "5.2")
+    assert format_range(ValueRange(10.0, 250.0)) == ("10", "250")
+    flat = robust_range(np.full((4, 4), 2.0))
+    assert flat.constant and flat.low < 2.0 < flat.high
+    assert robust_range(np.zeros((4, 4))).constant  # nothing valid
+    assert not robust_range(np.array([1.0, 2.0, 3.0])).constant

@@ -175,7 +175,7 @@ def reconstruct_cmd(
     no_preview: Annotated[bool, typer.Option("--no-preview", metavar=FLAG, show_default=OFF, help=(
         "Skip preview/ (overview.png, depth.mp4, trajectory.png, and the input frames page4d view shows)."))] = False,
     view: Annotated[bool, typer.Option("--view", metavar=FLAG, show_default=OFF, help=(
-        "Open the result in Rerun when done, as `page4d view OUT` does (needs pip install 'page4d[view]')."))] = False,
+        "Open the result in Rerun when done, as `page4d view OUT` does (needs pip install 'page4d\\[view]')."))] = False,
     seed: Annotated[int, typer.Option(help="Seed of the random initialisation.", hidden=True)] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, show_default=OFF, help="No progress bars or summary.")] = False,
 ) -> None:

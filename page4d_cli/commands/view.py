@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from page4d_cli.commands.reconstruct import FLAG, OFF
 from page4d_cli.console import fail
 
 EXIT_INTERRUPTED = 130
@@ -22,7 +23,7 @@ HELP = "\n\n".join([
     "trajectories and the world axes.",
     "Default: the native viewer (needs a display). --save FILE.rrd writes a recording to open later with "
     "`rerun FILE.rrd` (headless servers); --web serves the web viewer from this process until Ctrl-C. "
-    "Needs the optional extra: pip install 'page4d[view]'.",
+    "Needs the optional extra: pip install 'page4d\\[view]'.",  # \\[ : not Rich markup
 ])
 
 
@@ -79,13 +80,13 @@ def view_cmd(
     out_dir: Annotated[Path, typer.Argument(help="Output folder of page4d reconstruct.", show_default=False)],
     save: Annotated[Optional[Path], typer.Option(
         "--save", help="Write a Rerun recording (FILE.rrd) instead of opening a viewer.", show_default=False)] = None,
-    web: Annotated[bool, typer.Option("--web", help="Serve the web viewer (local port) instead of the native one.")]
+    web: Annotated[bool, typer.Option("--web", metavar=FLAG, show_default=OFF, help="Serve the web viewer (local port) instead of the native one.")]
     = False,
     max_points: Annotated[int, typer.Option(
         "--max-points", help="Most points shown per instant (uniform random subsample); 0 = all.")] = DEFAULT_MAX_POINTS,
     web_port: Annotated[Optional[int], typer.Option(help="Port of the web viewer (--web).", show_default=False)] = None,
-    no_browser: Annotated[bool, typer.Option("--no-browser", help="With --web: do not open a browser.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    no_browser: Annotated[bool, typer.Option("--no-browser", metavar=FLAG, show_default=OFF, help="With --web: do not open a browser.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, show_default=OFF, help="No progress bar.")] = False,
 ) -> None:
     """See HELP."""
     run_view(out_dir, save=save, web=web, max_points=max_points or None, web_port=web_port,

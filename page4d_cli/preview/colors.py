@@ -34,6 +34,7 @@ class ValueRange:
 
     low: float
     high: float
+    constant: bool = False  # every valid value was the same (or none was valid): the range is made up
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.low) and np.isfinite(self.high) and self.high > self.low):
@@ -55,13 +56,13 @@ def robust_range(samples: np.ndarray) -> ValueRange:
     if values.size > _RANGE_SAMPLE:
         values = values[:: values.size // _RANGE_SAMPLE]
     if values.size == 0:
-        return ValueRange(0.0, 1.0)
+        return ValueRange(0.0, 1.0, constant=True)
     low, high = np.percentile(values, RANGE_PERCENTILES)
     if not high > low:
         low, high = float(values.min()), float(values.max())
     if not high > low:
         centre = float(low)
-        return ValueRange(centre - 0.5 * max(abs(centre), 1.0), centre + 0.5 * max(abs(centre), 1.0))
+        return ValueRange(centre - 0.5 * max(abs(centre), 1.0), centre + 0.5 * max(abs(centre), 1.0), constant=True)
     return ValueRange(float(low), float(high))
 
 
@@ -107,6 +108,8 @@ def colour_bar(width: int, height: int, colormap: int = DEPTH_COLORMAP) -> np.nd
     return np.repeat(colormap_lut(colormap)[levels][None], height, axis=0)
 
 
-def format_value(value: float) -> str:
-    """A short number for labels: 3 significant digits."""
-    return f"{value:.3g}"
+def format_range(value_range: ValueRange) -> tuple[str, str]:
+    """Labels of a range's two ends, with enough decimals to tell them apart (1.0707 / 1.0803, 1.1 / 4.0)."""
+    span = value_range.high - value_range.low
+    decimals = int(min(8, max(0, 1 - np.floor(np.log10(span)))))
+    return f"{value_range.low:.{decimals}f}", f"{value_range.high:.{decimals}f}"

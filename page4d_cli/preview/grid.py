@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from page4d_cli.preview.colors import (CONFIDENCE_COLORMAP, DEPTH_COLORMAP, MASK_RGB, ValueRange, colorize,
-                                       colour_bar, format_value, log_confidence, mask_overlay)
+                                       colour_bar, format_range, log_confidence, mask_overlay)
 from page4d_cli.preview.source import PreviewClip
 
 COLUMNS = ("input", "depth", "dynamic mask", "confidence")
@@ -89,7 +89,11 @@ def _bar_with_labels(canvas: np.ndarray, x: int, y: int, width: int, colormap: i
     """A colour bar with its low and high values under it and a caption."""
     bar_height = 10
     canvas[y:y + bar_height, x:x + width] = colour_bar(width, bar_height, colormap)
-    low, high = format_value(value_range.low), format_value(value_range.high)
+    low, high = format_range(value_range)
+    if value_range.constant:  # e.g. ground truth without confidence: say so instead of a made-up scale
+        canvas[y:y + bar_height, x:x + width] = BACKGROUND
+        low = high = ""
+        caption = f"{caption}: constant"
     _text(canvas, low, x, y + bar_height + 12)
     _text(canvas, high, x + width - _text_width(high), y + bar_height + 12)
     _text(canvas, caption, x + (width - _text_width(caption)) // 2, y + bar_height + 12)

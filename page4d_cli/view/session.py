@@ -71,7 +71,7 @@ def check_sink(options: ViewOptions) -> None:
     """Fail early on a sink that cannot work (no display for the native viewer, unwritable .rrd)."""
     if options.mode == "spawn" and not has_display():
         raise ViewError("no display found (DISPLAY / WAYLAND_DISPLAY unset), so the native viewer cannot open; "
-                        "use --save FILE.rrd (then `rerun FILE.rrd` on a machine with a screen) or --web")
+                        "use page4d view OUT --save FILE.rrd (then `rerun FILE.rrd` where there is a screen) or --web")
     if options.mode == "save":
         target = Path(options.save)
         if target.suffix != ".rrd":
