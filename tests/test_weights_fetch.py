@@ -8,14 +8,12 @@ step has its own tests at the end, with files in the real key layouts).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections import namedtuple
 from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
-from rich.console import Console
 from typer.testing import CliRunner
 
 import page4d_cli.weights.fetch as fetch_mod
@@ -60,6 +58,23 @@ def hub(env, monkeypatch):
     with FakeHub() as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         yield server
+
+
+class Recorder:
+    """A reporter that keeps what it is told: ``lines`` (info and warning) and ``stages``."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.stages: list[tuple] = []
+
+    def stage(self, name, done, total, detail=""):
+        self.stages.append((name, done, total))
+
+    def info(self, message):
+        self.lines.append(message)
+
+    def warning(self, message):
+        self.lines.append("warning: " + message)
 
 
 def _data(n: int = 300_000, seed: int = 0) -> bytes:
@@ -109,7 +124,7 @@ def test_dataset_repo_variant_needs_no_acceptance_but_prints_notice(hub):
 def test_broken_transfer_resumes_with_a_range_request(hub):
     data = _data(300_000)
     hub.add(*PI3, data, drop_after=100_000)
-    entries = fetch_weights(select("pi3"), accept_licence=True, console=Console(file=io.StringIO()))
+    entries = fetch_weights(select("pi3"), accept_licence=True, reporter=Recorder())
     gets = hub.requests("GET")
     assert len(gets) == 2 and "range" not in gets[0].headers
     resumed_at = int(gets[1].headers["range"].removeprefix("bytes=").rstrip("-"))
@@ -131,7 +146,7 @@ def test_size_reported_by_hub_differs_from_bytes(hub, env):
 def test_sha256_mismatch_removes_the_file_and_registers_nothing(hub, env):
     hub.add(*PI3, _data(), etag=hashlib.sha256(b"something else").hexdigest())
     with pytest.raises(VerificationError, match=r"sha256 of the download is .* but the hub reports"):
-        fetch_weights(select("pi3"), accept_licence=True, console=Console(file=io.StringIO()))
+        fetch_weights(select("pi3"), accept_licence=True, reporter=Recorder())
     assert Registry().entries() == []
     blobs = list((env / "hf" / "hub").rglob("blobs/*"))
     assert blobs == []  # the bad blob is gone, so a re-run downloads it again
@@ -190,16 +205,15 @@ def test_not_enough_disk_space_stops_before_any_download(hub, env, monkeypatch):
     assert Registry().entries() == []
     assert seen and all(p.exists() for p in seen)  # measured on an existing parent of the cache
     with pytest.raises(NotEnoughDiskSpace):
-        fetch_weights(select("all"), accept_licence=True, console=Console(file=io.StringIO()))
+        fetch_weights(select("all"), accept_licence=True, reporter=Recorder())
 
 
 def test_licence_is_printed_before_the_first_request(hub):
     hub.add(*PI3, _data(1000))
-    out = io.StringIO()
+    reporter = Recorder()
     printed_at_first_request = []
-    hub.on_request = lambda seen: printed_at_first_request.append(out.getvalue())
-    fetch_weights(select("pi3"), confirm=lambda question: "CC BY-NC 4.0" in question,
-                  console=Console(file=out, width=200))
+    hub.on_request = lambda seen: printed_at_first_request.append(" ".join(reporter.lines))
+    fetch_weights(select("pi3"), confirm=lambda question: "CC BY-NC 4.0" in question, reporter=reporter)
     assert "NON-COMMERCIAL" in printed_at_first_request[0]
     assert "creativecommons.org/licenses/by-nc/4.0" in printed_at_first_request[0]
 
@@ -207,7 +221,7 @@ def test_licence_is_printed_before_the_first_request(hub):
 def test_licence_refused_downloads_nothing(hub):
     hub.add(*PI3, _data(1000))
     with pytest.raises(LicenceNotAccepted, match="--accept-licence"):
-        fetch_weights(select("pi3"), confirm=lambda q: False, console=Console(file=io.StringIO()))
+        fetch_weights(select("pi3"), confirm=lambda q: False, reporter=Recorder())
     result = _fetch_cli("pi3")  # CliRunner's stdin is not a terminal: no prompt, clear error
     assert result.exit_code == 1
     assert "CC BY-NC 4.0" in result.output and "re-run with --accept-licence (-y)" in result.output
@@ -235,14 +249,14 @@ def test_missing_file_on_hub_is_a_one_line_error(hub):
 def test_unreachable_endpoint_is_a_clear_error(env):
     # env points HF_ENDPOINT at the discard port of this machine: connection refused.
     with pytest.raises(FetchError, match="check the network connection, HF_ENDPOINT"):
-        fetch_weights(select("pi3"), accept_licence=True, console=Console(file=io.StringIO()))
+        fetch_weights(select("pi3"), accept_licence=True, reporter=Recorder())
 
 
 def test_wrong_layout_after_download_is_not_registered(hub, monkeypatch):
     hub.add(*MASK, _data(1000), repo_type="dataset")
     monkeypatch.setattr(fetch_mod, "detect_file_layout", lambda path: "pi3")
     with pytest.raises(VerificationError, match="has layout 'pi3', but role 'page4d' needs"):
-        fetch_weights(select("page4d"), console=Console(file=io.StringIO()))
+        fetch_weights(select("page4d"), reporter=Recorder())
     assert Registry().entries() == []
 
 
@@ -278,16 +292,80 @@ def test_progress_shim_drives_huggingface_hub_xet_reporter():
     from types import SimpleNamespace
 
     from huggingface_hub.utils._xet_progress_reporting import XetDownloadProgressReporter
-    from rich.progress import Progress
 
-    with Progress(console=Console(file=io.StringIO())) as progress:
-        bar_cls = fetch_mod._bar_class(progress, "model.safetensors")
-        with XetDownloadProgressReporter(reconstruction_desc="r", total=100, log_level=30,
-                                         tqdm_class=bar_cls) as reporter:
-            for done in (40, 100):
-                reporter.update_progress(SimpleNamespace(
-                    total_bytes_completed=done, total_transfer_bytes_completed=done // 2,
-                    total_bytes=100, total_bytes_completion_rate=None,
-                    total_transfer_bytes_completion_rate=None))
-        [task] = progress.tasks  # one bar: the shim is treated as an aggregated bar
-        assert (task.completed, task.total) == (100, 100)
+    recorder = Recorder()
+    bar_cls = fetch_mod._bar_class(recorder, "download model.safetensors")
+    with XetDownloadProgressReporter(reconstruction_desc="r", total=100, log_level=30,
+                                     tqdm_class=bar_cls) as reporter:
+        for done in (40, 100):
+            reporter.update_progress(SimpleNamespace(
+                total_bytes_completed=done, total_transfer_bytes_completed=done // 2,
+                total_bytes=100, total_bytes_completion_rate=None,
+                total_transfer_bytes_completion_rate=None))
+    assert {name for name, _, _ in recorder.stages} == {"download model.safetensors"}  # one bar
+    assert recorder.stages[-1][1:] == (100, 100)
+
+
+def _blobs(env: Path) -> Path:
+    return env / "hf" / "hub" / "models--yyfz233--Pi3" / "blobs"
+
+
+def test_partial_file_of_a_killed_fetch_is_resumed_and_tidied(hub, env):
+    data = _data(300_000)
+    hub.add(*PI3, data)
+    etag = hashlib.sha256(data).hexdigest()
+    blobs = _blobs(env)
+    blobs.mkdir(parents=True)
+    (blobs / f"{etag}.1a2b3c4d.incomplete").write_bytes(data[:120_000])  # huggingface_hub's name
+    (blobs / f"{etag}.5e6f7a8b.incomplete").write_bytes(data[:50_000])  # an older, shorter one
+    reporter = Recorder()
+    [entry] = fetch_weights(select("pi3"), accept_licence=True, reporter=reporter)
+    [get] = hub.requests("GET")
+    assert get.headers["range"] == "bytes=120000-"  # continued from the longest partial file
+    assert Path(entry.path).read_bytes() == data and entry.verified
+    assert list(blobs.glob("*.incomplete")) == []
+    assert any("resuming model.safetensors" in line for line in reporter.lines)
+
+
+def test_ctrl_c_registers_nothing_says_so_in_one_line_and_the_next_fetch_resumes(hub, env, monkeypatch):
+    from page4d_cli import reporters
+
+    data = _data(300_000)
+    hub.add(*PI3, data)
+
+    def interrupting_stage(self, name, done, total, detail=""):
+        if name.startswith("download") and done >= 64 * 1024:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(reporters.PlainReporter, "stage", interrupting_stage)
+        result = _fetch_cli("pi3", "-y")
+    assert result.exit_code == 130
+    [line] = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert "interrupted (Ctrl-C)" in line and "model.safetensors was not registered" in line
+    assert "resume" in line
+    assert Registry().entries() == []
+    [partial] = _blobs(env).glob("*.incomplete")
+    kept = partial.stat().st_size
+    assert kept > 0  # what had reached the disk when Ctrl-C came
+    [entry] = fetch_weights(select("pi3"), accept_licence=True)
+    assert hub.requests("GET")[-1].headers["range"] == f"bytes={kept}-"
+    assert Path(entry.path).read_bytes() == data
+
+
+def test_corrupt_cached_copy_of_the_right_size_is_replaced_in_the_same_run(hub, env):
+    data = _data()
+    hub.add(*PI3, data)
+    repo = env / "hf" / "hub" / "models--yyfz233--Pi3"
+    blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(bytes(len(data)))  # right size, wrong content (e.g. a disk error)
+    pointer = repo / "snapshots" / COMMIT / "model.safetensors"
+    pointer.parent.mkdir(parents=True)
+    pointer.symlink_to(blob)
+    result = _fetch_cli("pi3", "-y")
+    assert result.exit_code == 0, result.output
+    assert "does not match the hub's hash; downloading it again" in result.output
+    assert len(hub.requests("GET")) == 1
+    entry = Registry().current("pi3")
+    assert entry.verified and Path(entry.path).read_bytes() == data

@@ -7,6 +7,7 @@ as one line by ``page4d_cli.main`` (exit code 1).
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from dataclasses import asdict
 from enum import Enum
@@ -46,7 +47,8 @@ class Role(str, Enum):
 
 _FETCH_HELP = "\n\n".join([
     "Download weights into the Hugging Face cache, verify them and register them.",
-    "Honours HF_ENDPOINT, HF_HOME / HF_HUB_CACHE and HF_TOKEN (or --token).",
+    "Honours HF_ENDPOINT, HF_HOME / HF_HUB_CACHE and HF_TOKEN (or --token). An interrupted download "
+    "(Ctrl-C, lost connection, killed process) is resumed by the next fetch of the same file.",
     "Licence terms are printed before anything is downloaded; a file under a licence (Pi3: "
     "CC BY-NC 4.0) needs --accept-licence / -y, or a 'yes' when asked in a terminal.",
 ])
@@ -74,14 +76,24 @@ def fetch_cmd(
     revision: Annotated[str, typer.Option(help="Hub branch, tag or commit.")] = "main",
 ) -> None:
     """See _FETCH_HELP."""
+    from page4d_cli import signals
+    from page4d_cli.console import fail
+    from page4d_cli.reporters import make_reporter
     from page4d_cli.weights.fetch import fetch_weights  # pulls in huggingface_hub: only here
 
-    console = Console()
+    err = Console(stderr=True)
     interactive = sys.stdin is not None and sys.stdin.isatty()
     confirm = (lambda question: typer.confirm(question, default=False)) if interactive else None
-    entries = fetch_weights(select(which.value, variant.value), accept_licence=accept_licence,
-                            confirm=confirm, token=token, revision=revision, console=console)
-    console.print(f"done: {len(entries)} file(s) registered in {Registry().path}", highlight=False)
+    try:
+        with make_reporter(err) as reporter:
+            entries = fetch_weights(select(which.value, variant.value), accept_licence=accept_licence,
+                                    confirm=confirm, token=token, revision=revision, reporter=reporter)
+    except KeyboardInterrupt as exc:  # FetchInterrupted says what was and was not registered
+        signum = signals.signal_of(exc) or signal.SIGINT
+        signals.mark_reported()
+        what = getattr(exc, "message", "nothing was registered")
+        fail(f"interrupted ({signals.NAMES.get(signum, signum)}); {what}", signals.exit_code(signum), err)
+    Console().print(f"done: {len(entries)} file(s) registered in {Registry().path}", highlight=False)
 
 
 @app.command("add", help=_ADD_HELP)
