@@ -1,0 +1,65 @@
+"""``reconstruct`` writes the previews into its output (listed in run.json) unless told not to, and
+``--view`` fails before the run when the viewer cannot open."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from page4d_cli.main import app
+from page4d_cli.pipeline.reconstruct import ReconstructOptions, reconstruct
+from tests.helpers import REPO
+
+CAMS = REPO / "examples" / "cams"
+TINY = dict(frames=2, size=56, preset="tiny", weights="random")
+
+
+@pytest.fixture(autouse=True)
+def empty_weights_home(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path_factory.mktemp("page4d_home")))
+
+
+@pytest.mark.slow
+def test_previews_are_part_of_the_output_and_listed_in_run_json(tmp_path):
+    result = reconstruct(CAMS, ReconstructOptions(out=tmp_path / "out", **TINY))
+    run = json.loads((result.out_dir / "run.json").read_text())
+    preview = run["export"]["preview"]
+    for key in ("overview", "trajectory", "video"):
+        assert (result.out_dir / preview[key]).is_file()
+    assert (result.out_dir / preview["frames"].format(t=1, v=3)).is_file()
+    assert "preview" in run["timings_s"]
+
+
+@pytest.mark.slow
+def test_no_preview_writes_none(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["reconstruct", str(CAMS), "--frames", "2", "--size", "56", "--preset", "tiny",
+                                      "--weights", "random", "--no-preview", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "preview").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert "preview" not in run["export"] and "--no-preview" in run["command_line"]
+
+
+def test_view_without_a_display_fails_before_the_run(tmp_path, monkeypatch):
+    pytest.importorskip("rerun")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["reconstruct", str(CAMS), "--frames", "2", "--size", "56", "--preset", "tiny",
+                                      "--weights", "random", "--view", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "no display found" in result.output and not out.exists()
+
+
+def test_view_without_rerun_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rerun", None)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["reconstruct", str(CAMS), "--frames", "2", "--size", "56", "--preset", "tiny",
+                                      "--weights", "random", "--view", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "pip install 'page4d[view]'" in result.output and not out.exists()
