@@ -68,8 +68,8 @@ def run_view(out_dir: Path, save: Optional[Path] = None, web: bool = False, max_
                             f"open it with: rerun {save}", highlight=False, soft_wrap=True)
         return
     if result.mode == "web":
-        Console().print(f"web viewer running (data: {result.address}); press Ctrl-C to stop", highlight=False,
-                        soft_wrap=True)
+        Console().print(f"web viewer: {result.address}  (served by this process; Ctrl-C stops it)",
+                        highlight=False, soft_wrap=True)
         try:
             serve_forever()
         except KeyboardInterrupt:

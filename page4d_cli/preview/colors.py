@@ -11,6 +11,7 @@ that are not finite or <= 0 are invalid (drawn in ``INVALID_RGB``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -66,10 +67,13 @@ def robust_range(samples: np.ndarray) -> ValueRange:
     return ValueRange(float(low), float(high))
 
 
+@functools.lru_cache(maxsize=None)
 def colormap_lut(colormap: int) -> np.ndarray:
     """The 256 RGB colours ``[256, 3]`` uint8 of an OpenCV colour map, in order low -> high."""
     ramp = np.arange(256, dtype=np.uint8).reshape(256, 1)
-    return cv2.cvtColor(cv2.applyColorMap(ramp, colormap), cv2.COLOR_BGR2RGB).reshape(256, 3)
+    lut = cv2.cvtColor(cv2.applyColorMap(ramp, colormap), cv2.COLOR_BGR2RGB).reshape(256, 3)
+    lut.setflags(write=False)  # cached and shared
+    return lut
 
 
 def value_levels(values: np.ndarray, value_range: ValueRange) -> np.ndarray:
@@ -81,7 +85,7 @@ def value_levels(values: np.ndarray, value_range: ValueRange) -> np.ndarray:
 
 def colorize(values: np.ndarray, value_range: ValueRange, colormap: int = DEPTH_COLORMAP) -> np.ndarray:
     """``[H, W]`` values -> ``[H, W, 3]`` RGB uint8; invalid entries are ``INVALID_RGB``."""
-    rgb = colormap_lut(colormap)[value_levels(values, value_range)]
+    rgb = colormap_lut(colormap)[value_levels(values, value_range)]  # a copy (fancy indexing)
     rgb[~valid_values(values)] = INVALID_RGB
     return rgb
 

@@ -117,28 +117,21 @@ def draw_header(canvas: np.ndarray, layout: GridLayout, depth_range: ValueRange,
         _text(canvas, "no mask predicted", x, bar_y + 9)
 
 
-def _fit(values: np.ndarray, width: int, height: int, nearest: bool) -> np.ndarray:
-    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
-    return cv2.resize(values, (width, height), interpolation=interpolation)
-
-
 def tile_images(clip: PreviewClip, t: int, v: int, width: int, height: int, depth_range: ValueRange,
                 confidence_range: ValueRange) -> list[np.ndarray]:
     """The four tiles of camera v at instant t, each ``[height, width, 3]`` RGB uint8.
 
-    Maps are resized with nearest neighbour BEFORE colouring, so every tile pixel shows the colour
-    of one predicted value (never a blend of two depths).
+    Maps are sampled (nearest) BEFORE colouring, so every tile pixel shows the colour of one predicted
+    value (never a blend of two depths).
     """
-    image = _fit(clip.image(t, v), width, height, nearest=False)
-    depth = _fit(np.ascontiguousarray(clip.depth(t, v), dtype=np.float32), width, height, nearest=True)
-    confidence = _fit(np.ascontiguousarray(clip.confidence(t, v), dtype=np.float32), width, height, nearest=True)
-    mask = clip.mask(t, v)
-    if mask is None:
+    tiles = clip.tiles(t, v, width, height)
+    image = tiles["image"]
+    if tiles["mask"] is None:
         overlay = (image.astype(np.float32) * 0.6).astype(np.uint8)
     else:
-        overlay = mask_overlay(image, _fit(np.ascontiguousarray(mask, dtype=np.float32), width, height, nearest=True))
-    return [image, colorize(depth, depth_range, DEPTH_COLORMAP), overlay,
-            colorize(log_confidence(confidence), confidence_range, CONFIDENCE_COLORMAP)]
+        overlay = mask_overlay(image, tiles["mask"])
+    return [image, colorize(tiles["depth"], depth_range, DEPTH_COLORMAP), overlay,
+            colorize(log_confidence(tiles["confidence"]), confidence_range, CONFIDENCE_COLORMAP)]
 
 
 def draw_section(canvas: np.ndarray, layout: GridLayout, section: int, clip: PreviewClip, t: int,

@@ -16,12 +16,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
+from urllib.parse import quote
 
 from page4d_cli.view.folder import ReconstructionFolder, ViewError
 from page4d_cli.view.log import log_instant, log_static, scene_size
 
 INSTALL_HINT = "pip install 'page4d[view]'"
 APPLICATION_ID = "page4d"
+DEFAULT_WEB_PORT = 9090  # Rerun's own default for its web viewer
 DEFAULT_MAX_POINTS = 500_000  # per instant: keeps a 24-instant recording around 300 MB of points at most
 
 
@@ -91,8 +93,9 @@ def _connect(rr, rec, options: ViewOptions) -> Optional[str]:
         rec.spawn()
         return None
     grpc_url = rec.serve_grpc(grpc_port=options.grpc_port)
-    rr.serve_web_viewer(web_port=options.web_port, connect_to=grpc_url, open_browser=options.open_browser)
-    return grpc_url
+    web_port = options.web_port or DEFAULT_WEB_PORT
+    rr.serve_web_viewer(web_port=web_port, connect_to=grpc_url, open_browser=options.open_browser)
+    return f"http://localhost:{web_port}/?url={quote(grpc_url, safe='')}"
 
 
 @dataclass
@@ -104,7 +107,7 @@ class ViewResult:
     num_cameras: int
     points_shown: list[int]  # per instant
     notes: list[str]
-    address: Optional[str] = None  # the data server's URL in web mode
+    address: Optional[str] = None  # web mode: the viewer's URL (it connects to this process's data server)
     recording: object = field(default=None, repr=False)
 
 
