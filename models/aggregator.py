@@ -244,7 +244,7 @@ class Aggregator(nn.Module):
     def _positions(self, grid: tuple[int, int], T: int, V: int, device) -> tuple[torch.Tensor, ...]:
         """Cached (per image [1, N, 2], Time-SA [1, T*N, 2], View-SA [1, V*N, 2]) positions: the same
         tensors every call, so the RoPE tables cached on them are reused across layers and forwards."""
-        key = (grid, T, V, str(device))
+        key = (grid, T, V, str(device), torch.is_inference_mode_enabled())  # inference tensors: own entries
         if key not in self._position_cache:
             image = patch_positions(1, grid[0], grid[1], self.patch_start, device=device)
             if len(self._position_cache) >= 4:

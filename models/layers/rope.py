@@ -59,8 +59,9 @@ class RotaryPositionEmbedding2D(nn.Module):
 
     def tables(self, positions: torch.Tensor, head_dim: int, dtype: torch.dtype, device) -> tuple:
         """(cos_y, sin_y, cos_x, sin_x), each [B|1, 1, L, D/2] in ``dtype`` (float32 trig, as trained)."""
+        # Tables made under inference mode are inference tensors, which autograd cannot save: own entries.
         key = (positions.data_ptr(), _version(positions), tuple(positions.shape), positions.stride(),
-               head_dim, dtype, str(device))
+               head_dim, dtype, str(device), torch.is_inference_mode_enabled())
         entry = self._tables.get(key)
         if entry is not None:
             self._tables.move_to_end(key)
