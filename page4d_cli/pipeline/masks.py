@@ -3,14 +3,26 @@
 Output of both entry points: ``[T, V, H, W]`` float32 in {0, 1} at the network size (1 = dynamic),
 brought there with the camera's own ``ImageTransform`` using nearest sampling (0 in pad borders).
 
-External masks (``masks_dir``) use the same layout as the cameras and the same camera names:
-``masks/cam0/000.png, ...`` (k-th image in natural name order = frame k of cam0) or ``masks/cam0.mp4``.
+External masks (``masks_dir``) use the same camera names as the input, one of:
+
+- ``masks/cam0/008.png`` (any png/jpg): matched to frames by NAME, never by position. For a video
+  camera the number in the file name is the frame number (``8.png``, ``008.png``, ``frame_0008.png``
+  and ``mask8.png`` are all frame 8); for an image-folder camera a mask has its frame's file stem
+  (frame ``cam0/img_0008.jpg`` -> mask ``masks/cam0/img_0008.png``) or, failing that, its frame's number.
+  A missing ``008.png`` is an error naming that file, it never shifts ``009.png`` onto frame 8.
+- ``masks/cam0.mp4``: frame k of the mask video is the mask of frame k.
+- the ``masks/`` folder of an earlier ``page4d reconstruct`` output (``masks/camXX/frame_TTTT.png``
+  next to its ``cameras.json``): cameras.json maps each ``camXX`` to its camera name and each instant t
+  to the source frame, so a run's masks can be fed back in.
+
 A pixel is dynamic where the image is non-zero (colour channels; alpha is ignored). Video masks are
 lossy-compressed, so there a pixel is dynamic where its grey level is above 127.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -26,7 +38,7 @@ from page4d_cli.pipeline.types import CameraInfo, ImageTransform
 Tick = Optional[Callable[[int], None]]  # called with the number of (t, v) samples just finished
 
 
-def _find_mask_source(masks_dir: Path, camera: CameraInfo) -> tuple[str, Path]:
+def _find_mask_source(masks_dir: Path, camera: CameraInfo, run_cameras: Optional[dict]) -> tuple[str, Path]:
     folder = masks_dir / camera.name
     if folder.is_dir():
         if not list_image_files(folder):
@@ -37,8 +49,106 @@ def _find_mask_source(masks_dir: Path, camera: CameraInfo) -> tuple[str, Path]:
         if (candidate.is_file() and candidate.stem == camera.name and not candidate.name.startswith(".")
                 and candidate.suffix.lower() in VIDEO_EXTENSIONS):
             return "video", candidate
+    if run_cameras is not None and camera.name in run_cameras:
+        folder = masks_dir / run_cameras[camera.name]["dir"]
+        if folder.is_dir():
+            return "run", folder
     raise InputError(f"{display_path(masks_dir)}: no masks for camera {camera.name}; add "
                      f"{display_path(folder)}/ (one PNG per frame) or {display_path(folder)}.mp4")
+
+
+def _run_cameras(masks_dir: Path) -> Optional[dict]:
+    """``{camera name: cameras.json entry}`` when ``masks_dir`` is the masks/ folder of a page4d output."""
+    record = masks_dir.parent / "cameras.json"
+    if not record.is_file():
+        return None
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != "page4d-cameras":
+        return None
+    return {camera["name"]: camera for camera in data.get("cameras", [])
+            if isinstance(camera, dict) and "name" in camera and "dir" in camera}
+
+
+def _number_in(stem: str) -> Optional[int]:
+    """The frame number a file name carries: its last run of digits (``frame_0008`` -> 8), or None."""
+    digits = re.findall(r"\d+", stem)
+    return int(digits[-1]) if digits else None
+
+
+def _index_masks(files: list[Path], key) -> dict:
+    """``{key(file): file}``; two masks for one frame is an error naming both."""
+    index: dict = {}
+    for file in files:
+        value = key(file)
+        if value is None:
+            continue
+        if value in index:
+            raise InputError(f"{display_path(file)}: a second mask for the frame of {index[value].name}; "
+                             "keep one mask per frame")
+        index[value] = file
+    return index
+
+
+def _expected_name(files: list[Path], number: int) -> str:
+    """The file name a mask of frame ``number`` would have, in the style of the masks present."""
+    styles = [re.match(r"^(.*?)(\d+)(\D*)$", file.stem) for file in files]
+    styles = [(match, file.suffix) for match, file in zip(styles, files) if match]
+    if not styles:
+        return f"{number:03d}.png"
+    (prefix, _, suffix), extension = styles[0][0].groups(), styles[0][1]
+    padded = [len(match.group(2)) for match, _ in styles if len(match.group(2)) > 1 and match.group(2)[0] == "0"]
+    return f"{prefix}{number:0{max(padded, default=1)}d}{suffix}{extension}"
+
+
+def mask_files_for_frames(kind: str, source: Path, camera: CameraInfo, indices, run_camera: Optional[dict] = None
+                          ) -> dict[int, Path]:
+    """``{frame index: mask file}`` for the needed frames of one camera (image masks), matched by name.
+
+    ``InputError`` naming the missing file when a needed frame has no mask.
+    """
+    files = list_image_files(source)
+    needed = sorted({int(i) for i in indices})
+    where = camera.name
+    if kind == "run":
+        instant_of = {int(frame["source_frame"]): int(frame["t"]) for frame in run_camera.get("frames", [])}
+        by_name = {file.name: file for file in files}
+        found = {}
+        for index in needed:
+            t = instant_of.get(index)
+            if t is None:
+                kept = ", ".join(str(frame) for frame in sorted(instant_of))
+                raise InputError(f"{display_path(source)}: no mask for frame {index} of {where}; the run that "
+                                 f"wrote these masks sampled frames {kept} (its cameras.json); sample those "
+                                 "frames, or give masks for every frame")
+            name = f"frame_{t:04d}.png"
+            if name not in by_name:
+                raise InputError(f"{display_path(source / name)}: not found, the mask of frame {index} of {where}; "
+                                 "restore it from the run that wrote this folder")
+            found[index] = by_name[name]
+        return found
+    by_number = _index_masks(files, lambda file: _number_in(file.stem))
+    frame_files = list_image_files(camera.path) if camera.kind == "images" else []
+    by_stem = _index_masks(files, lambda file: file.stem) if frame_files else {}
+    found = {}
+    for index in needed:
+        if frame_files:
+            stem = frame_files[index].stem
+            number = _number_in(stem)
+            mask = by_stem.get(stem) or (by_number.get(number) if number is not None else None)
+            expected = f"{stem}.png"
+        else:
+            mask = by_number.get(index)
+            expected = _expected_name(files, index)
+        if mask is None:
+            frame = f"frame {index} of {where}" + (f" ({frame_files[index].name})" if frame_files else "")
+            raise InputError(f"{display_path(source / expected)}: not found, the mask of {frame}; masks are matched "
+                             f"to frames by the number in their name ({display_path(source)} holds {len(files)} "
+                             "masks); add it")
+        found[index] = mask
+    return found
 
 
 def _read_mask_image(path: Path) -> np.ndarray:
@@ -58,15 +168,20 @@ def _check_mask_size(mask: np.ndarray, camera: CameraInfo, where: str) -> None:
                          f"{camera.size[0]}x{camera.size[1]}; masks must have their camera's frame size")
 
 
-def _iter_binary_masks(kind: str, source: Path, camera: CameraInfo, indices: np.ndarray):
+def _iter_binary_masks(kind: str, source: Path, camera: CameraInfo, indices: np.ndarray,
+                       run_camera: Optional[dict] = None):
     """Yield ``(index, bool [h, w])`` for the distinct needed indices, streaming like the frames."""
-    if kind == "images":
-        files = list_image_files(source)
-        for index in sorted({int(i) for i in indices}):
-            mask = _read_mask_image(files[index])
-            _check_mask_size(mask, camera, display_path(files[index]))
+    if kind in ("images", "run"):
+        for index, file in sorted(mask_files_for_frames(kind, source, camera, indices, run_camera).items()):
+            mask = _read_mask_image(file)
+            _check_mask_size(mask, camera, display_path(file))
             yield index, mask
     else:
+        count = probe_video(source)[2]
+        needed = int(np.max(indices))
+        if needed >= count:
+            raise InputError(f"{display_path(source)}: holds {count} masks but frame {needed} of {camera.name} "
+                             f"is needed; provide one mask per frame ({camera.num_frames} for {camera.name})")
         for index, frame in iter_video_frames(source, indices):
             _check_mask_size(frame, camera, f"{display_path(source)} frame {index}")
             yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) > 127
@@ -93,17 +208,11 @@ def load_external_masks(masks_dir: PathLike, cameras: list[CameraInfo], frame_in
     T, V = frame_indices.shape
     W, H = transforms[0].network_size
     out = np.zeros((T, V, H, W), dtype=np.float32)
+    run_cameras = _run_cameras(masks_dir)
     for v, camera in enumerate(cameras):
-        kind, source = _find_mask_source(masks_dir, camera)
-        count = len(list_image_files(source)) if kind == "images" else probe_video(source)[2]
-        needed = int(frame_indices[:, v].max())
-        if needed >= count:
-            raise InputError(f"{display_path(source)}: holds {count} masks but frame {needed} of {camera.name} "
-                             f"is needed; provide one mask per frame ({camera.num_frames} for {camera.name})")
-        if count != camera.num_frames:
-            warnings.add(f"{display_path(source)}: {count} masks for {camera.num_frames} frames of "
-                         f"{camera.name}; mask k is used for frame k")
-        for index, mask in _iter_binary_masks(kind, source, camera, frame_indices[:, v]):
+        kind, source = _find_mask_source(masks_dir, camera, run_cameras)
+        run_camera = run_cameras.get(camera.name) if run_cameras is not None else None
+        for index, mask in _iter_binary_masks(kind, source, camera, frame_indices[:, v], run_camera):
             rows = np.flatnonzero(frame_indices[:, v] == index)
             out[rows, v] = resize_mask(mask, transforms[v])
             if tick is not None:
