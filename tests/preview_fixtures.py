@@ -52,3 +52,17 @@ def camera_centres(pred: Prediction) -> np.ndarray:
     """[T, V, 3] centres, computed independently of page4d's geometry helpers."""
     R, t = pred.extrinsic[..., :3, :3], pred.extrinsic[..., :3, 3]
     return -np.einsum("...ji,...j->...i", R, t)
+
+
+def read_recording(rrd: Path, contents: list[str]):
+    """(entity paths, table with one row per instant) of an .rrd, read with Rerun's own dataframe API
+    (a local catalog server); skips when rerun-sdk[catalog] is not installed."""
+    import pytest
+
+    rr = pytest.importorskip("rerun", reason="rerun-sdk is the optional extra page4d[view]")
+    pytest.importorskip("datafusion", reason="reading .rrd back needs rerun-sdk[catalog] (in page4d[dev])")
+    with rr.server.Server(datasets={"page4d": [str(rrd)]}) as server:
+        dataset = server.client().get_dataset("page4d")
+        entities = {column.entity_path for column in dataset.schema() if hasattr(column, "entity_path")}
+        table = dataset.filter_contents(contents).reader(index="instant").to_pandas()
+    return entities, table.sort_values("instant").reset_index(drop=True)

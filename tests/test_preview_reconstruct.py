@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from page4d_cli.main import app
 from page4d_cli.pipeline.reconstruct import ReconstructOptions, reconstruct
 from tests.helpers import REPO
+from tests.preview_fixtures import read_recording
 
 CAMS = REPO / "examples" / "cams"
 TINY = dict(frames=2, size=56, preset="tiny", weights="random")
@@ -31,6 +33,20 @@ def test_previews_are_part_of_the_output_and_listed_in_run_json(tmp_path):
         assert (result.out_dir / preview[key]).is_file()
     assert (result.out_dir / preview["frames"].format(t=1, v=3)).is_file()
     assert "preview" in run["timings_s"]
+
+    # ... and `page4d view --save` on that output: read back with Rerun's reader, checked against cameras.json
+    rrd = tmp_path / "example.rrd"
+    shown = CliRunner().invoke(app, ["view", str(result.out_dir), "--save", str(rrd), "--max-points", "0", "-q"])
+    assert shown.exit_code == 0, shown.output
+    cameras = json.loads((result.out_dir / "cameras.json").read_text())
+    entities, table = read_recording(rrd, ["/world/points", "/world/cameras/**"])
+    assert {f"/world/cameras/cam{v:02d}/image/rgb" for v in range(4)} <= entities
+    assert table["instant"].tolist() == [0, 1]
+    counts = [len(points) for points in table["/world/points:Points3D:positions"]]
+    assert counts == cameras["files"]["points"]["num_points"]
+    for v in range(4):
+        K = np.asarray(table[f"/world/cameras/cam{v:02d}/image:Pinhole:image_from_camera"][1][0]).reshape(3, 3).T
+        assert np.allclose(K, cameras["cameras"][v]["frames"][1]["K"], rtol=1e-5)
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from page4d_cli.pipeline.write_outputs import ExportOptions, export_reconstructi
 from page4d_cli.preview import PreviewOptions, write_previews
 from page4d_cli.view import ReconstructionFolder, ViewError, ViewOptions, view
 from page4d_cli.view.ply import read_ply
-from tests.preview_fixtures import known_clip
+from tests.preview_fixtures import known_clip, read_recording
 
 rr = pytest.importorskip("rerun", reason="rerun-sdk is the optional extra page4d[view]")
 
@@ -33,16 +33,6 @@ def output(tmp_path_factory):
     return out
 
 
-def _read_back(rrd, contents):
-    """One row per instant of the given entities, through Rerun's dataframe API (a local server)."""
-    pytest.importorskip("datafusion", reason="reading .rrd back needs rerun-sdk[catalog] (in page4d[dev])")
-    with rr.server.Server(datasets={"page4d": [str(rrd)]}) as server:
-        dataset = server.client().get_dataset("page4d")
-        entities = {column.entity_path for column in dataset.schema() if hasattr(column, "entity_path")}
-        table = dataset.filter_contents(contents).reader(index="instant").to_pandas()
-    return entities, table.sort_values("instant").reset_index(drop=True)
-
-
 @pytest.mark.slow
 def test_saved_recording_matches_cameras_json(output, tmp_path):
     rrd = tmp_path / "out.rrd"
@@ -50,7 +40,7 @@ def test_saved_recording_matches_cameras_json(output, tmp_path):
     cameras = json.loads((output / "cameras.json").read_text())
     counts = cameras["files"]["points"]["num_points"]
     assert result.points_shown == counts and min(counts) > 0
-    entities, table = _read_back(rrd, ["/world/points", "/world/cameras/**"])
+    entities, table = read_recording(rrd, ["/world/points", "/world/cameras/**"])
     expected = {"/world", "/world/axes", "/world/points", "/notes"}
     for v in range(V):
         base = f"/world/cameras/cam{v:02d}"
@@ -79,7 +69,7 @@ def test_max_points_subsamples_each_instant(output, tmp_path):
     rrd = tmp_path / "few.rrd"
     result = view(output, ViewOptions(save=rrd, max_points=100))
     assert result.points_shown == [100] * T
-    _, table = _read_back(rrd, ["/world/points"])
+    _, table = read_recording(rrd, ["/world/points"])
     assert [len(p) for p in table["/world/points:Points3D:positions"]] == [100] * T
 
 
