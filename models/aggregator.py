@@ -237,9 +237,13 @@ class Aggregator(nn.Module):
         return self._neutral.plan(params, extra, lambda grad_needed: decide_plan(self, grad_needed))
 
     def neutral_report(self) -> dict:
-        """The skip decisions in words (run.json's network section), for inference (no autograd)."""
-        with torch.no_grad():
-            return self.neutral_plan().describe(self.dual, len(self.temporal_pos))
+        """The skip decisions in words (run.json's network section): those of the last forward, or, before
+        any, those an inference forward (no autograd) would take now."""
+        plan = self.last_plan
+        if plan is None:
+            with torch.no_grad():
+                plan = self.neutral_plan()
+        return plan.describe(self.dual, len(self.temporal_pos), bool(self.sparse_layers))
 
     def _positions(self, grid: tuple[int, int], T: int, V: int, device) -> tuple[torch.Tensor, ...]:
         """Cached (per image [1, N, 2], Time-SA [1, T*N, 2], View-SA [1, V*N, 2]) positions: the same

@@ -47,13 +47,13 @@ class NeutralPlan:
         needed = {"pose": (pose,), "geo": (geo,), "shared": (pose, geo)}[stream]
         return all(name in self.zero_lambdas for name in needed)
 
-    def describe(self, dual: bool, temporal_layers: int) -> dict:
+    def describe(self, dual: bool, temporal_layers: int, sparse: bool) -> dict:
         """The decisions in words, for run.json's network section."""
         return {
             "streams identical": ("yes" if self.streams_identical else "no") if dual else "single stream",
             "zero mask biases skipped": sorted(self.zero_lambdas),
             "identity temporal encodings skipped": f"{len(self.identity_temporal)} of {temporal_layers} layers",
-            "zero keypoint bias skipped": self.zero_lambda_kpt,
+            "zero keypoint bias skipped": self.zero_lambda_kpt if sparse else "no sparse global attention",
         }
 
 

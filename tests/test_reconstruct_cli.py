@@ -129,6 +129,9 @@ def test_cli_records_are_complete(cli_run):
     assert run["peak_memory"]["cpu_peak_rss_bytes"] > 50e6
     assert run["versions"]["torch"] and run["versions"]["page4d"]
     assert run["network"]["windows"] == [[0, T_CLI]] and len(run["network"]["alignments"]) == 1
+    # Random init starts both streams equal, lambdas and temporal frequencies 0: the neutral work was skipped.
+    skipped = run["network"]["skipped as neutral"]
+    assert skipped["streams identical"] == "yes" and len(skipped["zero mask biases skipped"]) == 4
     assert np.array(run["input"]["frame_indices"]).shape == (T_CLI, V_CLI)
     # The external masks reached the clip: their dynamic share is the resized ground truth's.
     assert run["input"]["masks"]["source"] == "external" and run["input"]["masks"]["dir"] == str(masks)

@@ -290,6 +290,7 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
         passes = sum(stop - start for start, stop in windows) * num_v
         warn(f"the network predicted a zero field of view (infinite focal length) for {repaired} of the {passes} "
              "images it saw; those use the median focal length of the others (a 60 degree view when none is valid)")
+    skipped_as_neutral = model.aggregator.neutral_report()  # e.g. "streams identical: yes" (models/neutral.py)
     del model  # free the weights before the export allocates its own buffers
     timings["network"] = time.perf_counter() - clock
 
@@ -324,6 +325,7 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
             info = build_run_info(input_dir, options, batch, selection, load_report, policy, windows, alignments,
                                   timings, peak_memory(policy), files, warnings,
                                   provenance_file=PROVENANCE_FILE if load_report is not None else None)
+            info["network"]["skipped as neutral"] = skipped_as_neutral
             record = write_run_json(tmp, info)
     except OSError as exc:  # the temporary folder is removed by now
         if exc.errno in DISK_FULL_ERRNOS:
