@@ -70,7 +70,7 @@ def test_projection_of_the_plot_panels():
 
 
 def test_trajectory_plot_puts_every_camera_where_it_is():
-    pred, batch = known_clip(num_instants=4)
+    pred, _ = known_clip(num_instants=4)
     centres = camera_centres(pred)
     assert np.allclose(centres[3, 1], [1.0, 0.0, 1.5])  # the fixture's own statement, checked
     figure = trajectory_figure(pred.extrinsic, ["cam00", "cam01"])
@@ -85,7 +85,7 @@ def test_trajectory_plot_puts_every_camera_where_it_is():
 
 
 def test_preview_files_and_sizes(previews):
-    out, record, pred, batch = previews
+    out, record, _, _ = previews
     folder = out / "preview"
     assert record["video"] == "preview/depth.mp4"
     reader = imageio.get_reader(folder / "depth.mp4")

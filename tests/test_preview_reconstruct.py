@@ -16,7 +16,7 @@ from tests.helpers import REPO
 from tests.preview_fixtures import read_recording
 
 CAMS = REPO / "examples" / "cams"
-TINY = dict(frames=2, size=56, preset="tiny", weights="random")
+TINY = {"frames": 2, "size": 56, "preset": "tiny", "weights": "random"}
 
 
 @pytest.fixture(autouse=True)

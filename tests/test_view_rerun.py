@@ -142,8 +142,9 @@ def test_no_display_and_bad_save_path_fail_before_logging(output, monkeypatch, t
 
 
 def test_cli_error_is_one_line(tmp_path):
-    from page4d_cli.commands.view import view_cmd
     import typer
+
+    from page4d_cli.commands.view import view_cmd
 
     app = typer.Typer()
     app.command()(view_cmd)

@@ -33,7 +33,13 @@ def run_view(out_dir: Path, save: Optional[Path] = None, web: bool = False, max_
 
     Shared by ``page4d view`` and ``page4d reconstruct --view``.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from models.errors import Page4DError
     from page4d_cli.view import ViewOptions, view

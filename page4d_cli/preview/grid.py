@@ -21,8 +21,17 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from page4d_cli.preview.colors import (CONFIDENCE_COLORMAP, DEPTH_COLORMAP, MASK_RGB, ValueRange, colorize,
-                                       colour_bar, format_range, log_confidence, mask_overlay)
+from page4d_cli.preview.colors import (
+    CONFIDENCE_COLORMAP,
+    DEPTH_COLORMAP,
+    MASK_RGB,
+    ValueRange,
+    colorize,
+    colour_bar,
+    format_range,
+    log_confidence,
+    mask_overlay,
+)
 from page4d_cli.preview.source import PreviewClip
 
 COLUMNS = ("input", "depth", "dynamic mask", "confidence")
@@ -52,7 +61,7 @@ class GridLayout:
         heights = []
         for v in range(clip.num_cameras):
             width, height = clip.content_size(v)
-            heights.append(max(8, int(round(tile_width * height / max(width, 1)))))
+            heights.append(max(8, round(tile_width * height / max(width, 1))))
         return cls(tile_width=tile_width, row_heights=tuple(heights), num_sections=num_sections)
 
     @property

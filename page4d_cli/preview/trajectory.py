@@ -77,7 +77,7 @@ def trajectory_figure(camera_from_world: np.ndarray, labels: Sequence[str]):
                 continue
             axes.update_datalim([tip * 1.2, project(origin, view)])  # annotations do not widen the limits
             axes.annotate("", xy=tip, xytext=project(origin, view),
-                          arrowprops=dict(arrowstyle="->", color=AXIS_COLOURS[axis], lw=1.5))
+                          arrowprops={"arrowstyle": "->", "color": AXIS_COLOURS[axis], "lw": 1.5})
             axes.text(*(tip * 1.12), AXIS_NAMES[axis], color=AXIS_COLOURS[axis], fontsize=9,
                       ha="center", va="center")
         for v in range(num_cameras):
@@ -89,7 +89,7 @@ def trajectory_figure(camera_from_world: np.ndarray, labels: Sequence[str]):
             look = project(directions[0, v], view) * 0.12 * size
             axes.update_datalim([start + look])
             axes.annotate("", xy=start + look, xytext=start,
-                          arrowprops=dict(arrowstyle="-|>", color=colours[v], lw=1.0))
+                          arrowprops={"arrowstyle": "-|>", "color": colours[v], "lw": 1.0})
             axes.plot(*start, marker="*" if is_reference else "o", color=colours[v],
                       markersize=14 if is_reference else 6, markeredgecolor="black", markeredgewidth=0.6)
         axes.set_aspect("equal", adjustable="datalim")

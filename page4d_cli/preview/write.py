@@ -22,7 +22,12 @@ import numpy as np
 
 from page4d_cli.pipeline.export import camera_dir, frame_name
 from page4d_cli.pipeline.types import ClipBatch, ImageTransform, Prediction
-from page4d_cli.preview.grid import DEFAULT_TILE_WIDTH, GridLayout, overview_instants, render_grid
+from page4d_cli.preview.grid import (
+    DEFAULT_TILE_WIDTH,
+    GridLayout,
+    overview_instants,
+    render_grid,
+)
 from page4d_cli.preview.source import PreviewClip
 from page4d_cli.preview.trajectory import write_trajectory_plot
 from page4d_cli.preview.video import DEFAULT_FPS, lazy_frames, write_grid_video
