@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from page4d_cli import signals
 from page4d_cli.console import fail
+from page4d_cli.pipeline import options as opt
 from page4d_cli.reporters import make_reporter, plural
 
 EXIT_ERROR = 1
@@ -40,31 +41,16 @@ class ReconstructCommand(TyperCommand):
         return option
 
 
-class Mode(str, Enum):
-    crop = "crop"
-    pad = "pad"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum of ``values`` for Typer (which shows them as ``<a|b|c>``): the choices live in options.py."""
+    return Enum(name, {value: value for value in values}, type=str)
 
 
-class Preset(str, Enum):
-    full = "full"
-    small = "small"
-    tiny = "tiny"
-
-
-class WeightsSpec(str, Enum):
-    auto = "auto"
-    random = "random"
-
-
-class PointsFrom(str, Enum):
-    depth = "depth"
-    head = "head"
-
-
-class MapFormat(str, Enum):
-    png = "png"
-    npy = "npy"
-    exr = "exr"
+Mode = _choices("Mode", opt.MODES)
+Preset = _choices("Preset", opt.PRESET_NAMES)
+WeightsSpec = _choices("WeightsSpec", opt.WEIGHT_SOURCES)
+PointsFrom = _choices("PointsFrom", opt.POINTS_FROM)
+MapFormat = _choices("MapFormat", opt.MAP_FORMATS)
 
 
 def _fail(console: Console, message: str, code: int = EXIT_ERROR) -> None:
@@ -123,7 +109,9 @@ _HELP = "\n\n".join([
 def reconstruct_cmd(
     input_dir: Annotated[Path, typer.Argument(help="Folder with one video (or image folder) per camera.",
                                               show_default=False)],
-    frames: Annotated[int, typer.Option("--frames", help="Number of instants T, spread evenly over the clip.")] = 24,
+    frames: Annotated[str, typer.Option("--frames", metavar="<int|all>", show_default=True, help=(
+        "Number of instants T, spread evenly over the clip; 'all' for every frame (at --stride)."))] = str(
+        opt.DEFAULT_FRAMES),
     start: Annotated[Optional[int], typer.Option(
         help="First frame (of the reference camera).", show_default="0")] = None,
     end: Annotated[Optional[int], typer.Option(
@@ -132,8 +120,10 @@ def reconstruct_cmd(
         help="Take every n-th frame (the first T of them).", show_default="none: --frames spread evenly")] = None,
     ref_camera: Annotated[Optional[str], typer.Option(
         help="Camera that defines the world frame.", show_default="the first by name")] = None,
-    size: Annotated[int, typer.Option(help="Network input width in pixels (multiple of 14).")] = 518,
-    mode: Annotated[Mode, typer.Option(help="crop (cover + centre crop) or pad (fit + white border).")] = Mode.crop,
+    size: Annotated[int, typer.Option(help=f"Network input width in pixels (multiple of {opt.PATCH}).")] = (
+        opt.NETWORK_WIDTH),
+    mode: Annotated[Mode, typer.Option(help="crop (cover + centre crop) or pad (fit + white border).")] = (
+        Mode(opt.MODES[0])),
     masks: Annotated[Optional[Path], typer.Option(
         help="External dynamic masks: MASKS/<camera>/000.png ... (or <camera>.mp4), non-zero = dynamic.",
         show_default="none")] = None,
@@ -144,10 +134,12 @@ def reconstruct_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", metavar=FLAG, show_default=OFF, help=(
         "Replace an existing page4d output folder (one holding page4d's run.json; never the input folder, "
         "a folder containing it or the current folder), once the new output is complete."))] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    preset: Annotated[Preset, typer.Option(help="Network size (pretrained weights need full).")] = Preset.full,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = opt.DEFAULT_DEVICE,
+    preset: Annotated[Preset, typer.Option(help="Network size (pretrained weights need full).")] = (
+        Preset(opt.DEFAULT_PRESET)),
     weights: Annotated[WeightsSpec, typer.Option(
-        help="auto: the registered weights (page4d weights fetch); random: untrained smoke run.")] = WeightsSpec.auto,
+        help="auto: the registered weights (page4d weights fetch); random: untrained smoke run.")] = (
+        WeightsSpec(opt.WEIGHT_SOURCES[0])),
     pi3: Annotated[Optional[Path], typer.Option(
         help="Pi3 checkpoint (overrides the registry).", show_default="the registered one")] = None,
     page4d: Annotated[Optional[Path], typer.Option(
@@ -156,10 +148,11 @@ def reconstruct_cmd(
         help="A `page4d train` run (folder or weights file) overlaid on the weights as stage 4.",
         show_default="the registered one, if it trained this --preset")] = None,
     max_images_per_pass: Annotated[int, typer.Option(
-        help="Most images (instants x cameras) per network pass; longer clips run in overlapping windows.")] = 128,
-    overlap: Annotated[int, typer.Option(help="Instants shared by consecutive windows.")] = 2,
+        help="Most images (instants x cameras) per network pass; longer clips run in overlapping windows.")] = (
+        opt.DEFAULT_MAX_IMAGES_PER_PASS),
+    overlap: Annotated[int, typer.Option(help="Instants shared by consecutive windows.")] = opt.DEFAULT_OVERLAP,
     conf_percentile: Annotated[Optional[float], typer.Option(
-        help="Drop this percentage of lowest-confidence points.", show_default="25")] = None,
+        help="Drop this percentage of lowest-confidence points.", show_default=f"{opt.DEFAULT_CONF_PERCENTILE:g}")] = None,
     conf_threshold: Annotated[Optional[float], typer.Option(
         help="Drop points below this absolute confidence (instead of --conf-percentile).", show_default="none")] = None,
     no_edge_filter: Annotated[bool, typer.Option(
@@ -167,8 +160,9 @@ def reconstruct_cmd(
     voxel: Annotated[Optional[float], typer.Option(
         help="Voxel size for point downsampling (world units).", show_default="none: every point")] = None,
     points_from: Annotated[PointsFrom, typer.Option(
-        help="Points from depth + cameras, or from the point head.")] = PointsFrom.depth,
-    depth_format: Annotated[MapFormat, typer.Option(help="Depth map files: 16-bit png, npy or exr.")] = MapFormat.png,
+        help="Points from depth + cameras, or from the point head.")] = PointsFrom(opt.POINTS_FROM[0]),
+    depth_format: Annotated[MapFormat, typer.Option(help="Depth map files: 16-bit png, npy or exr.")] = (
+        MapFormat(opt.MAP_FORMATS[0])),
     confidence: Annotated[bool, typer.Option("--confidence", metavar=FLAG, show_default=OFF, help="Also write confidence maps.")] = False,
     colmap: Annotated[bool, typer.Option("--colmap", metavar=FLAG, show_default=OFF, help="Also write a COLMAP text model of one instant.")] = False,
     colmap_frame: Annotated[int, typer.Option(help="Instant t of the COLMAP model.")] = 0,
@@ -176,7 +170,7 @@ def reconstruct_cmd(
         "Skip preview/ (overview.png, depth.mp4, trajectory.png, and the input frames page4d view shows)."))] = False,
     view: Annotated[bool, typer.Option("--view", metavar=FLAG, show_default=OFF, help=(
         "Open the result in Rerun when done, as `page4d view OUT` does (needs pip install 'page4d\\[view]')."))] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the random initialisation.", hidden=True)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random initialisation.", hidden=True)] = opt.DEFAULT_SEED,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, show_default=OFF, help="No progress bars or summary.")] = False,
 ) -> None:
     """See _HELP."""
@@ -190,7 +184,7 @@ def reconstruct_cmd(
             raise
         _interrupted(err, exc, "nothing was written")
     options = ReconstructOptions(
-        frames=frames, start=start, end=end, stride=stride, ref_camera=ref_camera, size=size, mode=mode.value,
+        frames=opt.parse_frames(frames), start=start, end=end, stride=stride, ref_camera=ref_camera, size=size, mode=mode.value,
         masks=masks, auto_masks=auto_masks, out=out, overwrite=overwrite, device=device, preset=preset.value,
         weights=weights.value, pi3=pi3, page4d=page4d, finetuned=finetuned,
         max_images_per_pass=max_images_per_pass, overlap=overlap,

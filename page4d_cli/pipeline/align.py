@@ -34,9 +34,9 @@ import numpy as np
 
 from models.errors import Page4DError
 from page4d_cli.pipeline import geometry
+from page4d_cli.pipeline.options import DEFAULT_OVERLAP
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
-DEFAULT_OVERLAP = 2
 
 
 class AlignmentError(Page4DError, ValueError):

@@ -34,15 +34,11 @@ import cv2  # noqa: E402
 
 from models.errors import Page4DError  # noqa: E402
 from page4d_cli.pipeline import geometry  # noqa: E402
+from page4d_cli.pipeline.options import (DEFAULT_CONF_PERCENTILE, DEFAULT_EDGE_REL_THRESHOLD,  # noqa: E402
+                                         check_point_filter)
 from page4d_cli.pipeline.types import ClipBatch, Prediction  # noqa: E402
 
-# VGGT's point-cloud viewer (facebookresearch/vggt demo_viser.py, --conf_threshold default 25.0)
-# drops the lowest 25 % of confidences by default; its Gradio demo starts its slider at 50 %.
-DEFAULT_CONF_PERCENTILE = 25.0
-DEFAULT_EDGE_REL_THRESHOLD = 0.05
 PNG16_MAX = 65535
-MAP_FORMATS = ("png", "npy", "exr")
-MASK_MODES = ("binary", "probability")
 # Percentiles over more values than this use an even stride subsample (same answer to ~1e-4).
 _PERCENTILE_SAMPLE = 4_000_000
 
@@ -93,6 +89,9 @@ class PointFilter:
     voxel: Optional[float] = None
     points_from: str = "depth"
 
+    def __post_init__(self) -> None:
+        check_point_filter(self.conf_percentile, self.conf_threshold, self.voxel, self.points_from)
+
 
 def point_confidence(pred: Prediction, points_from: str) -> np.ndarray:
     """The confidence ``[T, V, H, W]`` that goes with the chosen point source."""
@@ -103,7 +102,7 @@ def point_confidence(pred: Prediction, points_from: str) -> np.ndarray:
             raise ExportError("points_from='head' needs the point head's output, which this prediction lacks; "
                               "use points_from='depth'")
         return pred.world_points_conf
-    raise ExportError(f"points_from must be 'depth' or 'head', got {points_from!r}")
+    raise AssertionError(f"points_from {points_from!r}: PointFilter checks it")
 
 
 def resolve_conf_threshold(pred: Prediction, batch: ClipBatch, point_filter: PointFilter) -> float:
@@ -113,8 +112,6 @@ def resolve_conf_threshold(pred: Prediction, batch: ClipBatch, point_filter: Poi
     percentile = point_filter.conf_percentile
     if percentile is None or percentile <= 0:
         return -np.inf
-    if percentile >= 100:
-        raise ExportError(f"conf_percentile must be below 100 (it is the share of points dropped), got {percentile}")
     conf = point_confidence(pred, point_filter.points_from)
     values = np.concatenate(
         [conf[:, v][:, geometry.content_mask(tr)].ravel() for v, tr in enumerate(batch.transforms)]
@@ -171,8 +168,6 @@ def voxel_downsample(points: np.ndarray, colors: np.ndarray, voxel: Optional[flo
     """open3d voxel grid downsampling (one averaged point + colour per occupied voxel); None = no-op."""
     if voxel is None or len(points) == 0:
         return points, colors
-    if voxel <= 0:
-        raise ExportError(f"voxel size must be > 0, got {voxel}")
     cloud = _open3d_cloud(points, colors).voxel_down_sample(voxel)
     return np.asarray(cloud.points), np.asarray(cloud.colors)
 
@@ -280,8 +275,6 @@ def write_map_file(path: Path, values: np.ndarray, fmt: str) -> None:
 
 def _write_maps(out_dir: Path, folder: str, maps: np.ndarray, batch: ClipBatch, fmt: str) -> dict:
     """Resample every ``maps[t, v]`` to camera v's original size and write it; return the record."""
-    if fmt not in MAP_FORMATS:
-        raise ExportError(f"map format must be one of {', '.join(MAP_FORMATS)}, got {fmt!r}")
     if fmt == "png":
         scale = quantization_scale(_max_over_content(maps, batch))
     else:
@@ -327,8 +320,6 @@ def write_dynamic_masks(out_dir: Path, pred: Prediction, batch: ClipBatch, mode:
     """
     if pred.dynamic_mask is None:
         return None
-    if mode not in MASK_MODES:
-        raise ExportError(f"mask mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
     check_shapes(pred, batch)
     probability = np.nan_to_num(pred.dynamic_mask.astype(np.float64), nan=0.0)
     for v, transform in enumerate(batch.transforms):

@@ -26,28 +26,19 @@ import cv2
 import numpy as np
 
 from page4d_cli.pipeline.errors import InputError
+from page4d_cli.pipeline.options import MODES, NETWORK_WIDTH, PATCH  # noqa: F401 - PATCH used by callers
+from page4d_cli.pipeline.options import check_network_width as validate_network_width
 from page4d_cli.pipeline.types import ImageTransform
-
-PATCH = 14
-MODES = ("crop", "pad")
 PAD_VALUE = 1.0  # white, as VGGT's pad mode
 DEPTH_EDGE_RELATIVE_JUMP = 0.05  # "depth" interpolation: neighbours differing > 5 % are an edge
 
 
-def network_size_for(original_size: tuple[int, int], width: int = 518) -> tuple[int, int]:
+def network_size_for(original_size: tuple[int, int], width: int = NETWORK_WIDTH) -> tuple[int, int]:
     """(W, H) fed to the network: ``W = width``, H the multiple of 14 nearest ``W * h / w``."""
     validate_network_width(width)
     w, h = original_size
     height = max(PATCH, int(math.floor(width * h / w / PATCH + 0.5)) * PATCH)
     return int(width), height
-
-
-def validate_network_width(width: int) -> None:
-    """``InputError`` unless ``width`` is a positive multiple of 14 (the network's patch size)."""
-    if int(width) != width or width < 2 * PATCH or width % PATCH:
-        lower = max(2 * PATCH, int(width) // PATCH * PATCH)
-        raise InputError(f"--size {width}: the network width must be a multiple of {PATCH} and at least "
-                         f"{2 * PATCH}; use e.g. {lower} or {lower + PATCH} (default 518)")
 
 
 def make_transform(original_size: tuple[int, int], network_size: tuple[int, int], mode: str = "crop",

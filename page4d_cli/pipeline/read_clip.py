@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Optional
 
 import cv2
 import numpy as np
 
 from page4d_cli.pipeline.decode import iter_frames
-from page4d_cli.pipeline.errors import InputError, PathLike, WarningLog
+from page4d_cli.pipeline.errors import PathLike, WarningLog
 from page4d_cli.pipeline.masks import compute_auto_masks, load_external_masks
-from page4d_cli.pipeline.preprocess import make_transform, network_size_for, resize_image, validate_network_width
+from page4d_cli.pipeline.options import NETWORK_WIDTH, ReadOptions
+from page4d_cli.pipeline.preprocess import make_transform, network_size_for, resize_image
 from page4d_cli.pipeline.sampling import plan_samples
 from page4d_cli.pipeline.sources import discover_cameras
 from page4d_cli.pipeline.types import CameraInfo, ClipBatch, ImageTransform
@@ -20,10 +22,13 @@ LARGE_CLIP_BYTES = 4 * 1024**3
 
 
 def read_clip(folder: PathLike, frames: Optional[int] = None, start: Optional[int] = None,
-              end: Optional[int] = None, stride: Optional[int] = None, size: int = 518, mode: str = "crop",
+              end: Optional[int] = None, stride: Optional[int] = None, size: int = NETWORK_WIDTH, mode: str = "crop",
               ref_camera: Optional[str] = None, masks_dir: Optional[PathLike] = None, auto_masks: bool = False,
-              progress: Progress = None) -> ClipBatch:
+              progress: Progress = None, *, options: Optional[ReadOptions] = None) -> ClipBatch:
     """Discover the cameras in ``folder``, sample T instants, decode and preprocess those frames.
+
+    ``options`` (a ``ReadOptions``, already checked) replaces the keyword arguments, which only
+    build one (and are checked by its constructor) for callers that prefer keywords.
 
     Args:
         folder: one video per camera, or one image sub-folder per camera (see ``sources``).
@@ -40,16 +45,16 @@ def read_clip(folder: PathLike, frames: Optional[int] = None, start: Optional[in
     optional ``ext_masks`` ``[T, V, H, W]`` and the notices in ``warnings``.
     Raises ``InputError`` (one line naming the file or option) for input that cannot be used.
     """
-    validate_network_width(size)
-    if mode not in ("crop", "pad"):
-        raise InputError(f"--mode {mode}: unknown; use 'crop' or 'pad'")
-    if masks_dir is not None and auto_masks:
-        raise InputError("--masks and --auto-masks: choose one (external masks, or estimated ones)")
+    if options is None:
+        options = ReadOptions(frames=frames, start=start, end=end, stride=stride, ref_camera=ref_camera, size=size,
+                              mode=mode, masks=None if masks_dir is None else Path(masks_dir), auto_masks=auto_masks)
+    masks_dir, auto_masks = options.masks, options.auto_masks
     warnings = WarningLog()
-    cameras = discover_cameras(folder, ref_camera=ref_camera, warnings=warnings)
-    plan = plan_samples(cameras, frames=frames, start=start, end=end, stride=stride, warnings=warnings)
-    network_size = network_size_for(cameras[0].size, size)
-    transforms = [make_transform(cam.size, network_size, mode) for cam in cameras]
+    cameras = discover_cameras(folder, ref_camera=options.ref_camera, warnings=warnings)
+    plan = plan_samples(cameras, frames=options.frames, start=options.start, end=options.end, stride=options.stride,
+                        warnings=warnings)
+    network_size = network_size_for(cameras[0].size, options.size)
+    transforms = [make_transform(cam.size, network_size, options.mode) for cam in cameras]
     _note_sizes(cameras, transforms, warnings)
 
     T, V = plan.frame_indices.shape

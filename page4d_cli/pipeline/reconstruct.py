@@ -27,17 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import cv2
 import torch
 
 from page4d_cli.pipeline import export
-from page4d_cli.pipeline.align import DEFAULT_OVERLAP, plan_windows, slice_clip_batch, stitch_windows
+from page4d_cli.pipeline.align import plan_windows, slice_clip_batch, stitch_windows
 from page4d_cli.pipeline.device import DevicePolicy, peak_memory, reset_peak_memory, select_device
 from page4d_cli.pipeline.errors import InputError, PathLike
 from page4d_cli.pipeline.feedback import auto_mask_warnings, empty_point_warnings, write_auto_masks
 from page4d_cli.pipeline.masks import check_masks_dir
 from page4d_cli.pipeline.output_dir import (DISK_FULL_ERRNOS, OutputDirError, atomic_output_dir, check_free_space,
                                             check_output_dir, disk_full_error, sweep_stale_siblings)
+from page4d_cli.pipeline.options import (DEFAULT_CONF_PERCENTILE, DEFAULT_DEVICE, DEFAULT_EDGE_REL_THRESHOLD,
+                                         DEFAULT_FRAMES, DEFAULT_MAX_IMAGES_PER_PASS, DEFAULT_OVERLAP, DEFAULT_PRESET,
+                                         DEFAULT_SEED, NETWORK_WIDTH, NetworkOptions, ReadOptions)
 from page4d_cli.pipeline.output_size import estimate_output_bytes
 from page4d_cli.pipeline.predict import NetworkPredictor, repair_intrinsics
 from page4d_cli.pipeline.read_clip import read_clip
@@ -50,7 +52,6 @@ from page4d_cli.pipeline.write_outputs import ExportOptions, export_reconstructi
 __all__ = ["ReconstructOptions", "ReconstructResult", "Reporter", "reconstruct", "user_errors",
            "default_output_dir", "load_network"]
 
-DEFAULT_MAX_IMAGES_PER_PASS = 128  # 24 instants x 4 cameras in one pass; ~40 GB peak for "full" at 518 (bf16)
 PROVENANCE_FILE = "weights_provenance.json"
 
 
@@ -59,12 +60,12 @@ class ReconstructOptions:
     """Every option of ``page4d reconstruct`` (same names, ``-`` -> ``_``; defaults are the CLI's)."""
 
     # reading
-    frames: Optional[int] = 24  # T, spread evenly over [start, end); None = every frame of the span
+    frames: Optional[int] = DEFAULT_FRAMES  # T, spread evenly over [start, end); None = every frame of the span
     start: Optional[int] = None
     end: Optional[int] = None
     stride: Optional[int] = None
     ref_camera: Optional[str] = None
-    size: int = 518  # network width, multiple of 14
+    size: int = NETWORK_WIDTH  # network width, multiple of 14
     mode: str = "crop"  # crop | pad
     masks: Optional[Path] = None  # external dynamic masks, same layout as the cameras
     auto_masks: bool = False
@@ -72,15 +73,15 @@ class ReconstructOptions:
     out: Optional[Path] = None  # None = ./page4d_out/<input folder name>
     overwrite: bool = False
     # network
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    preset: str = "full"  # full | small | tiny
+    device: str = DEFAULT_DEVICE  # auto | cpu | cuda | cuda:N | mps
+    preset: str = DEFAULT_PRESET  # full | small | tiny
     weights: str = "auto"  # auto | random
     pi3: Optional[Path] = None
     page4d: Optional[Path] = None
     finetuned: Optional[Path] = None  # a `page4d train` run overlaid as stage 4 (weights="auto": a registered one)
     max_images_per_pass: int = DEFAULT_MAX_IMAGES_PER_PASS
     overlap: int = DEFAULT_OVERLAP
-    seed: int = 0  # random initialisation (weights="random" or parts without a file)
+    seed: int = DEFAULT_SEED  # random initialisation (weights="random" or parts without a file)
     # points and maps
     conf_percentile: Optional[float] = None  # None = 25 (VGGT's viewer) unless conf_threshold is given
     conf_threshold: Optional[float] = None
@@ -95,10 +96,29 @@ class ReconstructOptions:
     # recorded in run.json; the CLI passes the real command line
     command_line: Optional[str] = None
 
+    def __post_init__(self) -> None:
+        """Every option is checked here, when the options are made (``InputError``, one line naming it)."""
+        self.read_options()
+        self.network_options()
+        self.export_options()
+
+    def read_options(self) -> ReadOptions:
+        return ReadOptions(frames=self.frames, start=self.start, end=self.end, stride=self.stride,
+                           ref_camera=self.ref_camera, size=self.size, mode=self.mode, masks=self.masks,
+                           auto_masks=self.auto_masks)
+
+    def network_options(self) -> NetworkOptions:
+        return NetworkOptions(device=self.device, preset=self.preset, weights=self.weights, pi3=self.pi3,
+                              page4d=self.page4d, finetuned=self.finetuned,
+                              max_images_per_pass=self.max_images_per_pass, overlap=self.overlap, seed=self.seed)
+
     def point_filter(self) -> export.PointFilter:
-        percentile = export.DEFAULT_CONF_PERCENTILE if self.conf_percentile is None else self.conf_percentile
+        if self.conf_percentile is not None and self.conf_threshold is not None:
+            raise InputError("--conf-percentile and --conf-threshold: choose one (a share of points to drop, "
+                             "or an absolute minimum confidence)")
+        percentile = DEFAULT_CONF_PERCENTILE if self.conf_percentile is None else self.conf_percentile
         return export.PointFilter(conf_percentile=percentile, conf_threshold=self.conf_threshold,
-                                  edge_rel_threshold=export.DEFAULT_EDGE_REL_THRESHOLD if self.edge_filter else None,
+                                  edge_rel_threshold=DEFAULT_EDGE_REL_THRESHOLD if self.edge_filter else None,
                                   voxel=self.voxel, points_from=self.points_from)
 
     def export_options(self) -> ExportOptions:
@@ -128,34 +148,13 @@ def default_output_dir(input_dir: PathLike) -> Path:
     return Path("page4d_out") / name
 
 
-def check_options(options: ReconstructOptions) -> None:
-    """Reject contradictory or out-of-range options before any work (``InputError``, one line)."""
-    if options.conf_percentile is not None and options.conf_threshold is not None:
-        raise InputError("--conf-percentile and --conf-threshold: choose one (a share of points to drop, "
-                         "or an absolute minimum confidence)")
-    if options.conf_percentile is not None and not 0 <= options.conf_percentile < 100:
-        raise InputError(f"--conf-percentile {options.conf_percentile:g}: must be in [0, 100) (the share of "
-                         "lowest-confidence points dropped)")
-    if options.voxel is not None and not options.voxel > 0:
-        raise InputError(f"--voxel {options.voxel:g}: must be > 0 (world units), or leave it out")
-    choices = {"mode": ("crop", "pad"), "points_from": ("depth", "head"), "depth_format": export.MAP_FORMATS,
-               "weights": ("auto", "random")}
-    for name, allowed in choices.items():
-        if getattr(options, name) not in allowed:
-            raise InputError(f"--{name.replace('_', '-')} {getattr(options, name)}: use one of {', '.join(allowed)}")
-    if options.depth_format == "exr" and not cv2.haveImageWriter(".exr"):
-        raise InputError("--depth-format exr: this OpenCV build cannot write EXR files; use --depth-format npy "
-                         "(float32) or png (16-bit)")
-    if options.overlap < 1:
-        raise InputError(f"--overlap {options.overlap}: must be at least 1 (windows are aligned on shared instants)")
-    if options.max_images_per_pass < 1:
-        raise InputError(f"--max-images-per-pass {options.max_images_per_pass}: must be at least 1")
+def check_options(options: ReconstructOptions) -> tuple[ReadOptions, NetworkOptions, ExportOptions]:
+    """The three checked option groups (built again: fields may have changed since construction), and the
+    checks that look at the disk (the masks folder); ``InputError`` before any work."""
+    groups = options.read_options(), options.network_options(), options.export_options()
     if options.masks is not None:
         check_masks_dir(options.masks)
-    if options.colmap_frame < 0:
-        raise InputError(f"--colmap-frame {options.colmap_frame}: must be 0 or more (a sampled instant)")
-    from models.config import Page4DConfig  # ConfigError names the valid presets
-    Page4DConfig.preset(options.preset)
+    return groups
 
 
 def plan_passes(num_instants: int, num_cameras: int, options: ReconstructOptions) -> list[tuple[int, int]]:
@@ -234,7 +233,7 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
         warnings.append(message)
         reporter.warning(message)
 
-    check_options(options)
+    read_options, _, export_options = check_options(options)
     # --overwrite never replaces the input (or the masks) nor a folder page4d did not write.
     protect = [Path(input_dir)] + ([Path(options.masks)] if options.masks is not None else [])
     out_dir = check_output_dir(options.out if options.out is not None else default_output_dir(input_dir),
@@ -251,10 +250,7 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     timings: dict[str, float] = {}
 
     clock = time.perf_counter()
-    batch = read_clip(input_dir, frames=options.frames, start=options.start, end=options.end,
-                      stride=options.stride, size=options.size, mode=options.mode, ref_camera=options.ref_camera,
-                      masks_dir=options.masks, auto_masks=options.auto_masks,
-                      progress=lambda done, total: reporter.stage("read", done, total))
+    batch = read_clip(input_dir, options=read_options, progress=lambda done, total: reporter.stage("read", done, total))
     timings["read"] = time.perf_counter() - clock
     for message in batch.warnings:
         warn(message)
@@ -268,7 +264,6 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
         raise InputError(f"--colmap-frame {options.colmap_frame}: the clip has {num_t} sampled instants "
                          f"(0..{num_t - 1}); choose one of those")
     windows = plan_passes(num_t, num_v, options)
-    export_options = options.export_options()
     needed_bytes = estimate_output_bytes(batch, export_options)
     check_free_space(out_dir, needed_bytes)  # before the network, not after it
     for message in auto_mask_warnings(batch) if options.auto_masks else []:

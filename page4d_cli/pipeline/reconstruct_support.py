@@ -117,18 +117,28 @@ def colmap_frames(batch: ClipBatch, instant: int) -> list[np.ndarray]:
 
 
 def equivalent_command(input_dir: PathLike, options) -> str:
-    """The ``page4d reconstruct`` command line that gives these options (non-default ones only)."""
+    """The ``page4d reconstruct`` command line that gives these options (non-default ones only).
+
+    Paths are absolute, so the command re-runs from any folder; ``frames=None`` is ``--frames all``;
+    a flag that defaults on (``edge_filter``, ``preview``) is turned off with ``--no-<name>``.
+    """
+    from page4d_cli.pipeline.options import format_frames
+
     defaults = type(options)()
-    args = ["page4d", "reconstruct", os.fspath(input_dir)]
+    args = ["page4d", "reconstruct", os.fspath(Path(input_dir).absolute())]
     for spec in fields(options):
         value = getattr(options, spec.name)
-        if spec.name == "command_line" or value == getattr(defaults, spec.name) or value is None:
+        if spec.name == "command_line" or value == getattr(defaults, spec.name):
             continue
         flag = "--" + spec.name.replace("_", "-")
-        if isinstance(value, bool):
+        if spec.name == "frames":
+            args += [flag, format_frames(value)]
+        elif value is None:
+            continue  # an optional setting left to its automatic value
+        elif isinstance(value, bool):
             args.append(flag if value else "--no-" + spec.name.replace("_", "-"))
         else:
-            args += [flag, os.fspath(value) if isinstance(value, Path) else str(value)]
+            args += [flag, os.fspath(Path(value).absolute()) if isinstance(value, Path) else str(value)]
     return shlex.join(args)
 
 

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+import cv2
 import numpy as np
 
 from page4d_cli.pipeline import export
+from page4d_cli.pipeline.errors import InputError
 from page4d_cli.pipeline.export_colmap import write_colmap_model
+from page4d_cli.pipeline.options import MASK_MODES, check_map_format
 from page4d_cli.pipeline.records import build_cameras_json, write_cameras_json
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
@@ -33,6 +36,18 @@ class ExportOptions:
     write_trajectories: bool = True
     colmap_instant: Optional[int] = None  # instant for the COLMAP model; None = no COLMAP output
     colmap_max_points: Optional[int] = 500_000  # random subsample above this (text files get big)
+
+    def __post_init__(self) -> None:
+        """The export group's checks, once (the writers trust them); ``InputError`` names the option."""
+        check_map_format(self.depth_format, "--depth-format")
+        check_map_format(self.confidence_format, "--depth-format (of the confidence maps)")
+        if self.mask_mode is not None and self.mask_mode not in MASK_MODES:
+            raise InputError(f"mask mode {self.mask_mode}: use one of {', '.join(MASK_MODES)}")
+        if "exr" in (self.depth_format, self.confidence_format) and not cv2.haveImageWriter(".exr"):
+            raise InputError("--depth-format exr: this OpenCV build cannot write EXR files; use --depth-format npy "
+                             "(float32) or png (16-bit)")
+        if self.colmap_instant is not None and self.colmap_instant < 0:
+            raise InputError(f"--colmap-frame {self.colmap_instant}: must be 0 or more (a sampled instant)")
 
 
 def export_reconstruction(out_dir: Path, pred: Prediction, batch: ClipBatch,
