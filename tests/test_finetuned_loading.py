@@ -93,7 +93,7 @@ def test_custom_network_loads_with_its_config(tmp_path):
     write_run(tmp_path / "alibi", model, trained_names(model))
     with pytest.raises(FinetunedError, match="load_model\\(config=...\\)"):
         load_model(preset="tiny", finetuned=tmp_path / "alibi")
-    loaded, report = load_model(config=config, finetuned=tmp_path / "alibi")
+    _, report = load_model(config=config, finetuned=tmp_path / "alibi")
     assert report.counts()[4]["tensors"] == len(trained_names(model))
 
 

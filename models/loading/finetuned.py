@@ -22,7 +22,6 @@ the run recorded, when they differ from the files loaded now.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union

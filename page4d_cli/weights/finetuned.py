@@ -37,8 +37,9 @@ def choose_finetuned(given: Optional[Path], spec: str, preset: str,
     try:
         check_network(run, _preset_like(run, preset))
     except FinetunedError:
-        return None, [f"finetuned: the registered run {entry.path} trained another network than --preset {preset}; "
-                      "not used (pass --finetuned to see why)"]
+        note = (f"finetuned: the registered run {entry.path} trained another network than --preset {preset}; "
+                "not used (pass --finetuned to see why)")
+        return None, [note]
     return Path(entry.path), [f"finetuned: {entry.path} ({run.label}, registry)"]
 
 
