@@ -47,6 +47,7 @@ from page4d_cli.pipeline.reconstruct_support import (Reporter, WriteWatcher, bui
                                                      expected_file_count, user_errors)
 from page4d_cli.pipeline.records import write_run_json
 from page4d_cli.pipeline.types import ClipBatch, Prediction
+from page4d_cli.pipeline.world_frame import rebase_on_reference, to_input_order
 from page4d_cli.pipeline.write_outputs import ExportOptions, export_reconstruction
 
 __all__ = ["ReconstructOptions", "ReconstructResult", "Reporter", "reconstruct", "user_errors",
@@ -196,6 +197,7 @@ def run_network(predictor: NetworkPredictor, batch: ClipBatch, windows: list[tup
     """
     units = predictor.units_per_pass
     total = units * len(windows)
+    reporter.stage("network", 0, total)  # the stage starts now: its ETA counts from here
     predictions = []
     repaired = 0
     for k, (start, stop) in enumerate(windows):
@@ -250,6 +252,7 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     timings: dict[str, float] = {}
 
     clock = time.perf_counter()
+    reporter.stage("read", 0, None)  # the stage starts now (its total is known after discovering the cameras)
     batch = read_clip(input_dir, options=read_options, progress=lambda done, total: reporter.stage("read", done, total))
     timings["read"] = time.perf_counter() - clock
     for message in batch.warnings:
@@ -292,6 +295,9 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     clock = time.perf_counter()
     prediction, alignments = stitch_windows(windows, predictions)
     del predictions
+    # Outputs keep the input camera order; the reference camera at t = 0 is exactly the world frame.
+    batch, prediction = to_input_order(batch, prediction)
+    prediction = rebase_on_reference(prediction, batch.reference)
     timings["stitch"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

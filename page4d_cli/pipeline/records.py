@@ -97,12 +97,14 @@ def build_cameras_json(pred: Prediction, batch: ClipBatch, files: dict[str, Opti
             "image_transform": asdict(transform),
             "frames": frames,
         })
-    reference = batch.cameras[0].name
+    reference = batch.cameras[batch.reference].name
     return {
         "format": CAMERAS_FORMAT,
         "version": CAMERAS_VERSION,
-        "world_frame": (f"world = camera {reference} ({camera_dir(0)}) at the first sampled instant (t = 0); "
-                        "OpenCV axes; units = the network's (arbitrary, up to scale)"),
+        "world_frame": (f"world = camera {reference} ({camera_dir(batch.reference)}) at the first sampled instant "
+                        "(t = 0): its camera_from_world there is exactly the identity; OpenCV axes; units = the "
+                        "network's (arbitrary, up to scale)"),
+        "reference_camera": {"name": reference, "index": batch.reference, "dir": camera_dir(batch.reference)},
         "conventions": CONVENTIONS,
         "num_instants": num_t,
         "num_cameras": num_v,

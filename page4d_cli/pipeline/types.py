@@ -6,7 +6,9 @@ Conventions, used everywhere in ``page4d_cli.pipeline``:
 - Images are RGB float32 in [0, 1], channels first: ``[T, V, 3, H, W]`` at the *network* resolution
   (H, W multiples of 14; every camera is brought to the same network size).
 - Cameras: ``extrinsic`` is camera-from-world ``[R | t]`` (4 x 4 here), OpenCV axes (x right, y down,
-  z forward). The world frame is the reference camera (camera 0) at the first sampled instant.
+  z forward). The world frame is the reference camera (``ClipBatch.reference``) at the first sampled
+  instant: ``read_clip`` puts it at index 0 (the network's reference slot); the outputs keep the input
+  order (``world_frame.to_input_order``).
   ``intrinsic`` K is in *network* pixels inside a ``Prediction``; ``ImageTransform`` maps it to the
   camera's original pixels.
 - Depth is z-depth along the camera's optical axis, in world units.
@@ -64,6 +66,7 @@ class ClipBatch:
     timestamps: np.ndarray  # [T, V] float seconds (frame index / fps; index when fps unknown)
     ext_masks: Optional[np.ndarray] = None  # [T, V, H, W] float32 in {0, 1} (1 = dynamic), network size
     warnings: list[str] = field(default_factory=list)
+    reference: int = 0  # index in ``cameras`` of the reference camera (the world frame at t = 0)
 
 
 @dataclass
