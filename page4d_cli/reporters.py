@@ -104,6 +104,7 @@ class PlainReporter(_Notices):
         self.finished: set[str] = set()
         self.last_line: dict[str, float] = {}
         self.progress: dict[str, tuple[float, Optional[float]]] = {}
+        self.windowed = False  # the network stage reports per window: its own "done" line would repeat the last
 
     def __enter__(self) -> "PlainReporter":
         return self
@@ -129,6 +130,8 @@ class PlainReporter(_Notices):
         label = STAGE_LABELS.get(name, name)
         if total is not None and done >= total and name not in self.finished:
             self.finished.add(name)
+            if name == "network" and self.windowed:
+                return
             unit = STAGE_UNITS.get(name)
             count = f" ({plural(int(total), unit)})" if unit else ""
             self._line(f"{label} done{count} in {now - self.stage_started[name]:.1f} s · "
@@ -142,6 +145,7 @@ class PlainReporter(_Notices):
         """Window ``index`` (1-based) of ``count`` finished; ETA from the mean time per window so far."""
         if count <= 1:
             return
+        self.windowed = True
         now = self.now()
         spent = now - self.stage_started.get("network", now)
         eta = f" · eta {clock(spent / index * (count - index))}" if index < count else ""

@@ -79,6 +79,12 @@ def check_network_width(width: int) -> None:
                          f"{2 * PATCH}; use e.g. {lower} or {lower + PATCH} (default {NETWORK_WIDTH})")
 
 
+def default_network_width(camera_width: int) -> int:
+    """``--size`` when not given: the network's width (518), or the camera's width rounded down to a
+    multiple of 14 when it is narrower: a small input is never upsampled unless ``--size`` asks for it."""
+    return max(2 * PATCH, min(NETWORK_WIDTH, int(camera_width) // PATCH * PATCH))
+
+
 def check_map_format(fmt: Optional[str], flag: str = "--depth-format") -> None:
     if fmt is not None:
         _choice(flag, fmt, MAP_FORMATS)
@@ -106,7 +112,7 @@ class ReadOptions:
     end: Optional[int] = None
     stride: Optional[int] = None
     ref_camera: Optional[str] = None
-    size: int = NETWORK_WIDTH
+    size: Optional[int] = None  # None: NETWORK_WIDTH, or less for a narrower camera (never upsampled)
     mode: str = "crop"
     masks: Optional[Path] = None
     auto_masks: bool = False
@@ -117,7 +123,8 @@ class ReadOptions:
         _at_least("--stride", self.stride, 1, "take every n-th frame")
         if self.end is not None and self.end <= (self.start or 0):
             raise InputError(f"--end {self.end}: must be after --start ({self.start or 0}); it is exclusive")
-        check_network_width(self.size)
+        if self.size is not None:
+            check_network_width(self.size)
         _choice("--mode", self.mode, MODES)
         if self.masks is not None and self.auto_masks:
             raise InputError("--masks and --auto-masks: choose one (external masks, or estimated ones)")
