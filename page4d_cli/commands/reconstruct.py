@@ -120,8 +120,10 @@ def reconstruct_cmd(
         help="Take every n-th frame (the first T of them).", show_default="none: --frames spread evenly")] = None,
     ref_camera: Annotated[Optional[str], typer.Option(
         help="Camera that defines the world frame.", show_default="the first by name")] = None,
-    size: Annotated[int, typer.Option(help=f"Network input width in pixels (multiple of {opt.PATCH}).")] = (
-        opt.NETWORK_WIDTH),
+    size: Annotated[Optional[int], typer.Option(
+        help=f"Network input width in pixels (multiple of {opt.PATCH}); a larger value than the camera's width "
+             "upsamples.", show_default=f"{opt.NETWORK_WIDTH}, or the camera's width rounded down to a multiple of "
+        f"{opt.PATCH} when narrower (no upsampling)")] = None,
     mode: Annotated[Mode, typer.Option(help="crop (cover + centre crop) or pad (fit + white border).")] = (
         Mode(opt.MODES[0])),
     masks: Annotated[Optional[Path], typer.Option(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from page4d_cli.pipeline.types import ClipBatch
 
-PLY_VERTEX_BYTES = 3 * 8 + 3  # float64 xyz (the widest coordinates page4d writes) + uchar RGB
+PLY_VERTEX_BYTES = 3 * 4 + 3  # float32 xyz + uchar RGB (export.write_point_clouds)
 MAP_BYTES_PER_PIXEL = {"png": 2.0, "npy": 4.0, "exr": 4.0}  # 16-bit PNG (upper bound), float32
 MASK_BYTES_PER_PIXEL = 0.25  # 8-bit PNG of a mostly flat binary mask (deflate)
 COLMAP_POINT_BYTES = 80  # one points3D.txt line

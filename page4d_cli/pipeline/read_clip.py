@@ -11,7 +11,7 @@ import numpy as np
 from page4d_cli.pipeline.decode import iter_frames
 from page4d_cli.pipeline.errors import PathLike, WarningLog
 from page4d_cli.pipeline.masks import compute_auto_masks, load_external_masks
-from page4d_cli.pipeline.options import NETWORK_WIDTH, ReadOptions
+from page4d_cli.pipeline.options import ReadOptions, default_network_width
 from page4d_cli.pipeline.preprocess import make_transform, network_size_for, resize_image
 from page4d_cli.pipeline.sampling import plan_samples
 from page4d_cli.pipeline.sources import discover_cameras
@@ -22,7 +22,7 @@ LARGE_CLIP_BYTES = 4 * 1024**3
 
 
 def read_clip(folder: PathLike, frames: Optional[int] = None, start: Optional[int] = None,
-              end: Optional[int] = None, stride: Optional[int] = None, size: int = NETWORK_WIDTH, mode: str = "crop",
+              end: Optional[int] = None, stride: Optional[int] = None, size: Optional[int] = None, mode: str = "crop",
               ref_camera: Optional[str] = None, masks_dir: Optional[PathLike] = None, auto_masks: bool = False,
               progress: Progress = None, *, options: Optional[ReadOptions] = None) -> ClipBatch:
     """Discover the cameras in ``folder``, sample T instants, decode and preprocess those frames.
@@ -34,7 +34,8 @@ def read_clip(folder: PathLike, frames: Optional[int] = None, start: Optional[in
         folder: one video per camera, or one image sub-folder per camera (see ``sources``).
         frames: T, spread evenly over ``[start, end)``; None = every frame of the span (at ``stride``).
         start, end, stride: frame numbers of the reference camera (end exclusive); see ``sampling``.
-        size: network width (multiple of 14); the height keeps camera 0's aspect ratio.
+        size: network width (multiple of 14); the height keeps camera 0's aspect ratio. None: 518, or
+            camera 0's width rounded down to a multiple of 14 when narrower (never upsampled).
         mode: "crop" (cover + centre crop) or "pad" (fit + white padding).
         ref_camera: name of the camera that becomes camera 0 (the world frame).
         masks_dir: external dynamic masks, same layout and names as the cameras.
@@ -53,7 +54,8 @@ def read_clip(folder: PathLike, frames: Optional[int] = None, start: Optional[in
     cameras = discover_cameras(folder, ref_camera=options.ref_camera, warnings=warnings)
     plan = plan_samples(cameras, frames=options.frames, start=options.start, end=options.end, stride=options.stride,
                         warnings=warnings)
-    network_size = network_size_for(cameras[0].size, options.size)
+    width = options.size if options.size is not None else default_network_width(cameras[0].size[0])
+    network_size = network_size_for(cameras[0].size, width)
     transforms = [make_transform(cam.size, network_size, options.mode) for cam in cameras]
     _note_sizes(cameras, transforms, warnings)
 

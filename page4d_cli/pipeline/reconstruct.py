@@ -39,7 +39,7 @@ from page4d_cli.pipeline.output_dir import (DISK_FULL_ERRNOS, OutputDirError, at
                                             check_output_dir, disk_full_error, sweep_stale_siblings)
 from page4d_cli.pipeline.options import (DEFAULT_CONF_PERCENTILE, DEFAULT_DEVICE, DEFAULT_EDGE_REL_THRESHOLD,
                                          DEFAULT_FRAMES, DEFAULT_MAX_IMAGES_PER_PASS, DEFAULT_OVERLAP, DEFAULT_PRESET,
-                                         DEFAULT_SEED, NETWORK_WIDTH, NetworkOptions, ReadOptions)
+                                         DEFAULT_SEED, NetworkOptions, ReadOptions)
 from page4d_cli.pipeline.output_size import estimate_output_bytes
 from page4d_cli.pipeline.predict import NetworkPredictor, repair_intrinsics
 from page4d_cli.pipeline.read_clip import read_clip
@@ -66,7 +66,7 @@ class ReconstructOptions:
     end: Optional[int] = None
     stride: Optional[int] = None
     ref_camera: Optional[str] = None
-    size: int = NETWORK_WIDTH  # network width, multiple of 14
+    size: Optional[int] = None  # network width, multiple of 14; None = 518 or less (never upsample)
     mode: str = "crop"  # crop | pad
     masks: Optional[Path] = None  # external dynamic masks, same layout as the cameras
     auto_masks: bool = False
