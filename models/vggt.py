@@ -100,19 +100,21 @@ class VGGT(nn.Module):
         if return_all_layers:
             out["aggregated"] = agg.layers
 
-        # Heads in float32, outside any autocast region (as the reference implementation).
+        # Heads outside any autocast region, in their weights' dtype: float32 as loaded (as the reference
+        # implementation), or whatever ``model.to(dtype)`` made them.
         device_type = images.device.type
         no_autocast = torch.autocast(device_type, enabled=False) if device_type in ("cuda", "cpu", "mps") else nullcontext()
         with no_autocast:
             if self.camera_head is not None:
-                last = agg.pose(cfg.depth - 1)[:, :, :, 0].float().reshape(B, T * V, -1)
+                last = agg.pose(cfg.depth - 1)[:, :, :, 0].to(_dtype(self.camera_head)).reshape(B, T * V, -1)
                 encodings = [e.reshape(B, T, V, -1) for e in self.camera_head(last)]
                 out["pose_enc_list"] = encodings
                 out["pose_enc"] = encodings[-1]
                 out["extrinsic"], out["intrinsic"] = encoding_to_extrinsic_intrinsic(encodings[-1], (H, W))
             dpt_inputs = None
             if self.depth_head is not None or self.point_head is not None:
-                dpt_inputs = [agg.geo(k - 1).float().reshape(B, T * V, *agg.geo(k - 1).shape[3:])
+                dpt_dtype = _dtype(self.depth_head if self.depth_head is not None else self.point_head)
+                dpt_inputs = [agg.geo(k - 1).to(dpt_dtype).reshape(B, T * V, *agg.geo(k - 1).shape[3:])
                               for k in cfg.dpt_layers]
             if self.depth_head is not None:
                 depth, conf = self.depth_head(dpt_inputs, (H, W), agg.patch_start)
@@ -130,6 +132,11 @@ class VGGT(nn.Module):
             out["mask_alpha"], out["mask_beta"] = agg.mask_alpha, agg.mask_beta
         out["lambdas"] = self.aggregator.mask_bias.values()
         return out
+
+
+def _dtype(module: nn.Module) -> torch.dtype:
+    """The dtype a head computes in: its weights'."""
+    return next(module.parameters()).dtype
 
 
 Page4DModel = VGGT
