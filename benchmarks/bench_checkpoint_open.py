@@ -25,7 +25,8 @@ from models.loading.synthetic import synthetic_specs, write_synthetic
 
 def _counters() -> tuple[int, int, int]:
     """(bytes read by read(), page faults, RSS bytes) of this process."""
-    rchar = next(int(l.split()[1]) for l in Path("/proc/self/io").read_text().splitlines() if l.startswith("rchar"))
+    rchar = next(int(line.split()[1]) for line in Path("/proc/self/io").read_text().splitlines()
+                 if line.startswith("rchar"))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     rss = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
     return rchar, usage.ru_minflt + usage.ru_majflt, rss

@@ -22,9 +22,9 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 if TYPE_CHECKING:  # for type checkers and IDEs only
-    from models.config import PRESETS, ConfigError, Page4DConfig
-    from models.errors import Page4DError
-    from models.vggt import VGGT, Page4DModel
+    from models.config import PRESETS, ConfigError, Page4DConfig  # noqa: F401
+    from models.errors import Page4DError  # noqa: F401
+    from models.vggt import VGGT, Page4DModel  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

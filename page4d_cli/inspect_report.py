@@ -6,24 +6,26 @@ Used by ``page4d inspect-load``; callable from Python: ``render_report(report, c
 from __future__ import annotations
 
 import fnmatch
-import re
 from typing import Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from models.loading.provenance import STAGE_NAMES, LoadReport, TensorRecord
+from models.loading.provenance import LoadReport, TensorRecord
+from models.loading.roles import STAGE_NAMES
+from models.loading.source_map import STREAMS
 
 STAGE_STYLE = {1: "cyan", 2: "green", 3: "yellow", 4: "magenta"}
 
 
 def filter_records(records: list[TensorRecord], layer: Optional[int] = None,
                    tensor: Optional[str] = None) -> list[TensorRecord]:
-    """Records of 1-based ``layer`` (its Time/View/stream/sparse blocks) and/or names matching a glob."""
+    """Records of 1-based ``layer`` (its Time/View/stream/sparse blocks and temporal encoding) and/or
+    names matching a glob."""
     out = records
     if layer is not None:
-        pattern = re.compile(rf"(layer {layer} /|after layer {layer}\b|layer {layer}$)")
-        out = [r for r in out if pattern.search(r.group) or r.name.startswith(f"aggregator.temporal_pos.{layer - 1}.")]
+        out = [r for r in out if r.layer == layer]
     if tensor is not None:
         out = [r for r in out if fnmatch.fnmatchcase(r.name, tensor)]
     return out
@@ -36,29 +38,28 @@ def group_rows(records: list[TensorRecord]) -> list[dict]:
         key = (r.group, r.stage, r.file)
         row = rows.setdefault(key, {"group": r.group, "stage": r.stage, "file": r.file, "tensors": 0,
                                     "parameters": 0, "source": r.source[0] if r.source else "",
-                                    "adaptation": set(), "reason": r.reason})
+                                    "adaptation": set(), "reason": r.reason, "order": record_order(r)})
         row["tensors"] += 1
         row["parameters"] += r.numel
         row["adaptation"].update(r.adaptation)
-    ordered = sorted(rows.values(), key=lambda row: (group_order(row["group"]), row["stage"]))
+    ordered = sorted(rows.values(), key=lambda row: (row.pop("order"), row["stage"]))
     return [dict(row, adaptation=sorted(row["adaptation"])) for row in ordered]
 
 
-_FIXED_ORDER = ("encoder", "tokens", "mask head", "mask fusion", "lambdas", "temporal encoding")
+_FIXED_ORDER = ("encoder", "tokens", "mask head", "mask fusion", "lambdas")
 _HEAD_ORDER = ("camera head", "depth head", "point head")
+_KIND_ORDER = {"time": 0, "view": 1, "sparse": 2, None: 3}  # None in a layer: its temporal encoding
 
 
-def group_order(group: str) -> tuple:
-    """Network order: encoder, tokens, mask parts, layers 1..depth (Time, View; shared, pose, geo), heads."""
-    m = re.match(r"(?:sparse global after )?layer (\d+)(?: / (Time-SA|View-SA))?(?: / (pose|geo))?", group)
-    if m:
-        kind = {"Time-SA": 0, "View-SA": 1, None: 2}[m.group(2)]
-        stream = {None: 0, "pose": 1, "geo": 2}[m.group(3)]
-        return (1, int(m.group(1)), kind, stream)
-    if group in _FIXED_ORDER:
-        return (0, _FIXED_ORDER.index(group), 0, 0)
-    if group in _HEAD_ORDER:
-        return (2, _HEAD_ORDER.index(group), 0, 0)
+def record_order(record: TensorRecord) -> tuple:
+    """Network order from the record's fields: encoder, tokens, mask parts, layers 1..depth (Time, View,
+    sparse; shared, pose, geo), heads, the rest."""
+    if record.layer is not None:
+        return (1, record.layer, _KIND_ORDER[record.kind], STREAMS.index(record.stream))
+    if record.group in _FIXED_ORDER:
+        return (0, _FIXED_ORDER.index(record.group), 0, 0)
+    if record.group in _HEAD_ORDER:
+        return (2, _HEAD_ORDER.index(record.group), 0, 0)
     return (3, 0, 0, 0)
 
 
@@ -116,7 +117,9 @@ def render_report(report: LoadReport, console: Console, layer: Optional[int] = N
             console.print(f"[bold]Unused tensors of the {role} file[/] ({len(keys)}; --json lists them all): "
                           + ", ".join(summarize_keys(keys)))
     for note in report.notes:
-        console.print(f"[dim]note:[/] {note}")
+        console.print(f"[dim]note:[/] {escape(note)}", soft_wrap=True)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if would_fill:
         console.print("[bold]Which files would fill what:[/]")
         for role, groups in would_fill.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from models.vggt import VGGT
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def shared_path(*parts: str) -> Path:
@@ -19,6 +22,20 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not available (../shared is only present in the project's workspace and CI)")
     return path
+
+
+def needs_shared(*parts: str) -> pytest.MarkDecorator:
+    """A skip mark for tests (or modules) that need ``../shared/<parts>``."""
+    path = SHARED.joinpath(*parts)
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} not available (only in the project's workspace)")
+
+
+def reference_keys(name: str) -> dict:
+    """A real checkpoint's key list, ``{"_about", "count", "keys": {name: shape}}``: ``pi3_model_safetensors``,
+    ``page4d_checkpoint_mask_pt`` or ``page4d_checkpoint_150_pt`` (copied from shared/reference/keys into
+    tests/data/keys, compressed)."""
+    with gzip.open(DATA / "keys" / f"{name}.json.gz", "rt", encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 def tiny_model(seed: int = 0, **overrides) -> VGGT:

@@ -21,7 +21,6 @@ Also here: writers for tiny checkpoints whose tensor NAMES are those of the real
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import socket
 import threading
@@ -185,13 +184,12 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 # -------------------------------------------------------------------------------------------------
 # Tiny checkpoints with the real tensor names
 
-SHARED_KEYS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "keys"
-
-
 def real_keys(name: str) -> dict[str, list[int]]:
     """Tensor names and shapes of a real checkpoint: ``pi3_model_safetensors``,
-    ``page4d_checkpoint_mask_pt`` or ``page4d_checkpoint_150_pt`` (shared/reference/keys)."""
-    return json.loads((SHARED_KEYS / f"{name}.json").read_text())["keys"]
+    ``page4d_checkpoint_mask_pt`` or ``page4d_checkpoint_150_pt`` (tests/data/keys)."""
+    from tests.helpers import reference_keys
+
+    return reference_keys(name)["keys"]
 
 
 def _tiny(shape: list[int]):

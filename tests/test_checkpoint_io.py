@@ -17,9 +17,14 @@ from safetensors.torch import load_file
 
 from models.loading.checkpoint_io import CheckpointError, StateDictReader, open_checkpoint
 from models.loading.synthetic import (
-    TINY, synthetic_specs, synthetic_state_dict, synthetic_tensor, truncated_copy, write_checkpoint,
-    write_code_pickle, write_synthetic,
+    TINY,
+    synthetic_specs,
+    synthetic_state_dict,
+    synthetic_tensor,
+    write_checkpoint,
+    write_synthetic,
 )
+from tests.broken_checkpoints import truncated_copy, write_code_pickle
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "reference" / "fixtures"
@@ -209,7 +214,8 @@ def _page_faults() -> int:
 
 
 def _read_bytes() -> int:
-    return int(next(l for l in Path("/proc/self/io").read_text().splitlines() if l.startswith("rchar")).split()[1])
+    lines = Path("/proc/self/io").read_text().splitlines()
+    return int(next(line for line in lines if line.startswith("rchar")).split()[1])
 
 
 BIG = dict(embed_dim=384, encoder_depth=12, depth=12, num_heads=6, dpt_features=128,

@@ -16,7 +16,7 @@ from page4d_cli.main import app
 
 # Libraries that cost from 0.1 s (numpy) to seconds (torch) to import; commands import them when run.
 HEAVY = ("torch", "numpy", "cv2", "open3d", "huggingface_hub", "safetensors", "matplotlib", "rerun",
-         "imageio", "scipy", "models.vggt", "models.loading")
+         "imageio", "scipy", "models.vggt", "models.loading.checkpoint_io", "models.loading.loader")
 
 _RUNNER = """
 import json, sys

@@ -3,38 +3,42 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 
+from models.loading.checkpoint_grammar import size
 from models.loading.checkpoint_io import CheckpointError, StateDictReader, open_checkpoint
-from models.loading.key_rules import size
-from models.loading.layouts import detect_layout, describe_dims, expect_layout, infer_dims, size_mismatch
+from models.loading.layouts import describe_dims, detect_layout, expect_layout, infer_dims, size_mismatch
 from models.loading.synthetic import (
-    LAYOUTS, TINY, synthetic_specs, synthetic_state_dict, synthetic_tensor, write_checkpoint,
-    write_synthetic, write_unknown_layout,
+    LAYOUTS,
+    TINY,
+    synthetic_specs,
+    synthetic_state_dict,
+    synthetic_tensor,
+    write_checkpoint,
+    write_synthetic,
 )
+from tests.broken_checkpoints import write_unknown_layout
+from tests.helpers import SHARED, needs_shared, reference_keys
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE = SHARED / "reference"
-needs_shared = pytest.mark.skipif(not REFERENCE.exists(), reason="shared/ reference material not available")
+needs_fixtures = needs_shared("reference", "fixtures")
 
-KEY_FILES = {
-    "pi3": "pi3_model_safetensors.json",
-    "page4d": "page4d_checkpoint_mask_pt.json",
-    "page4d_ckpt150": "page4d_checkpoint_150_pt.json",
+KEY_FILES = {  # tests/data/keys: copies of the real key lists, so these tests run everywhere
+    "pi3": "pi3_model_safetensors",
+    "page4d": "page4d_checkpoint_mask_pt",
+    "page4d_ckpt150": "page4d_checkpoint_150_pt",
 }
 
 
 # ---- reproduction of the real layouts ---------------------------------------------------------
 
 
-@needs_shared
 @pytest.mark.parametrize("layout", sorted(KEY_FILES))
 def test_full_size_on_meta_reproduces_the_keys_json(layout):
-    ref = json.loads((REFERENCE / "keys" / KEY_FILES[layout]).read_text())
+    ref = reference_keys(KEY_FILES[layout])
     sd = synthetic_state_dict(layout, device="meta")
     mine = [(name, list(t.shape)) for name, t in sd.items()]
     assert len(mine) == ref["count"]
@@ -43,7 +47,6 @@ def test_full_size_on_meta_reproduces_the_keys_json(layout):
     assert all(t.device.type == "meta" for t in sd.values())
 
 
-@needs_shared
 def test_pi3_full_size_value_count_matches_the_published_total():
     assert sum(t.numel() for t in synthetic_state_dict("pi3").values()) == 958_696_738
 
@@ -53,7 +56,7 @@ def _fixture_shapes(name: str) -> dict[str, tuple[int, ...]]:
         return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
 
 
-@needs_shared
+@needs_fixtures
 def test_tiny_page4d_matches_the_vggt_fixture():
     cfg = json.loads((REFERENCE / "fixtures" / "vggt_layout_tiny" / "config.json").read_text())
     specs = synthetic_specs(
@@ -66,7 +69,7 @@ def test_tiny_page4d_matches_the_vggt_fixture():
     assert dict(specs) == _fixture_shapes("vggt_layout_tiny")
 
 
-@needs_shared
+@needs_fixtures
 def test_tiny_pi3_matches_the_pi3_fixture():
     cfg = json.loads((REFERENCE / "fixtures" / "pi3_layout_tiny" / "config.json").read_text())
     specs = synthetic_specs(
@@ -140,7 +143,7 @@ def test_detect_every_layout_at_full_size(layout):
     assert detect_layout(StateDictReader(synthetic_state_dict(layout))) == layout
 
 
-@needs_shared
+@needs_fixtures
 @pytest.mark.parametrize("name, layout", [("vggt_layout_tiny", "page4d"), ("pi3_layout_tiny", "pi3")])
 def test_detect_the_fixture_files(name, layout):
     assert detect_layout(REFERENCE / "fixtures" / name / "weights.safetensors") == layout

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from models.loading import CheckpointError, inspect_load, load_model, open_checkpoint
 from models.loading.plan import SizeMismatchError
-from models.loading.synthetic import (TINY, synthetic_tensor, truncated_copy, write_code_pickle,
-                                      write_synthetic)
+from models.loading.synthetic import TINY, synthetic_tensor, write_synthetic
+from tests.broken_checkpoints import truncated_copy, write_code_pickle
 from tests.helpers import random_images
 
 SEED_PI3, SEED_PAGE4D = 11, 22
@@ -178,7 +178,8 @@ def test_inspect_load_matches_load_without_reading_tensors(files, monkeypatch):
     monkeypatch.setattr(checkpoint_io.SafetensorsReader, "get", refuse)
     monkeypatch.setattr(checkpoint_io.SafetensorsReader, "data_range", refuse)
     report = inspect_load(pi3=files["pi3"], page4d=files["page4d_st"], preset="tiny")
-    assert [(r.name, r.stage, r.source) for r in report.records] == [(r.name, r.stage, r.source) for r in loaded.records]
+    planned = [(r.name, r.stage, r.source) for r in report.records]
+    assert planned == [(r.name, r.stage, r.source) for r in loaded.records]
 
 
 def test_full_size_plan_from_meta_checkpoints():

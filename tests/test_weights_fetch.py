@@ -19,10 +19,15 @@ from typer.testing import CliRunner
 import page4d_cli.weights.fetch as fetch_mod
 from page4d_cli.main import app
 from page4d_cli.weights import Registry, select
-from page4d_cli.weights.fetch import (FetchError, LicenceNotAccepted, NotEnoughDiskSpace,
-                                      VerificationError, fetch_weights)
+from page4d_cli.weights.fetch import (
+    FetchError,
+    LicenceNotAccepted,
+    NotEnoughDiskSpace,
+    VerificationError,
+    fetch_weights,
+)
 from page4d_cli.weights.registry import detect_file_layout as registry_detect_file_layout
-from tests.hub_server import COMMIT, SHARED_KEYS, FakeHub, write_page4d_pt, write_pi3_safetensors
+from tests.hub_server import COMMIT, FakeHub, write_page4d_pt, write_pi3_safetensors
 
 PI3 = ("yyfz233/Pi3", "model.safetensors")
 MASK = ("zhouk777/PAGE4D", "checkpoint_mask.pt")
@@ -260,10 +265,6 @@ def test_wrong_layout_after_download_is_not_registered(hub, monkeypatch):
     assert Registry().entries() == []
 
 
-needs_reader = pytest.mark.skipif(not SHARED_KEYS.is_dir(), reason="needs ../shared/reference/keys")
-
-
-@needs_reader
 def test_fetched_files_get_their_layout_read(hub, tmp_path, monkeypatch):
     monkeypatch.setattr(fetch_mod, "detect_file_layout", registry_detect_file_layout)
     hub.add(*PI3, write_pi3_safetensors(tmp_path / "p.safetensors").read_bytes())

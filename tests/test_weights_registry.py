@@ -10,10 +10,17 @@ from typer.testing import CliRunner
 
 import page4d_cli.weights.registry as registry_mod
 from page4d_cli.main import app
-from page4d_cli.weights import (Registry, RegistryEntry, RegistryError, WeightsError, WeightsNotFound,
-                                add_local, resolve_weights)
+from page4d_cli.weights import (
+    Registry,
+    RegistryEntry,
+    RegistryError,
+    WeightsError,
+    WeightsNotFound,
+    add_local,
+    resolve_weights,
+)
 from page4d_cli.weights.registry import LayoutError
-from tests.hub_server import SHARED_KEYS, write_page4d_pt, write_pi3_safetensors
+from tests.hub_server import write_page4d_pt, write_pi3_safetensors
 
 
 @pytest.fixture(autouse=True)
@@ -152,10 +159,6 @@ def test_add_missing_file(tmp_path):
 
 # --- add with the real layout reader (models.loading.checkpoint_io) ------------------------------
 
-needs_reader = pytest.mark.skipif(not SHARED_KEYS.is_dir(), reason="needs ../shared/reference/keys")
-
-
-@needs_reader
 def test_cli_add_real_layouts(tmp_path):
     pi3 = write_pi3_safetensors(tmp_path / "model.safetensors")
     ckpt = write_page4d_pt(tmp_path / "checkpoint_150.pt", "page4d_ckpt150")
@@ -169,7 +172,6 @@ def test_cli_add_real_layouts(tmp_path):
     assert (sel.pi3_path, sel.page4d_path, sel.page4d_layout) == (pi3, ckpt, "page4d_ckpt150")
 
 
-@needs_reader
 @pytest.mark.parametrize("layout", ["page4d", "vggt"])
 def test_cli_add_page4d_family(tmp_path, layout):
     path = write_page4d_pt(tmp_path / f"{layout}.pt", layout)
@@ -178,7 +180,6 @@ def test_cli_add_page4d_family(tmp_path, layout):
     assert Registry().current("page4d").layout == layout
 
 
-@needs_reader
 def test_cli_add_garbage_file_is_refused(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"definitely not a checkpoint" * 10)

@@ -178,7 +178,8 @@ PI3 = (
 )
 
 # Pi3X's MoGe-style conv head: 3 upsamplers (+2 UV channels in), 2 residual blocks each, outputs.
-_GN_RES = (*ln("layers.0", "U"), *conv("layers.2", "2*U", "U", 3), *ln("layers.3", "2*U"), *conv("layers.5", "U", "2*U", 3))
+_GN_RES = (*ln("layers.0", "U"), *conv("layers.2", "2*U", "U", 3), *ln("layers.3", "2*U"),
+           *conv("layers.5", "U", "2*U", 3))
 _UPSAMPLE = (*tconv("0.0", "UIN+2", "U", 2), *conv("0.1", "U", "U", 3), G("1.", _GN_RES), G("2.", _GN_RES))
 _CONV_OUT = (*conv("0", 32, 66, 3), *conv("2", "NOUT", 32, 1))
 CONV_HEAD = (

@@ -20,8 +20,10 @@ import contextlib
 import json
 import math
 import pickle
+import pickletools
 import re
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Iterator, Mapping, Optional
@@ -314,7 +316,8 @@ def _read_safetensors_header(path: Path) -> tuple[dict, dict]:
             shape = tuple(int(s) for s in info["shape"])
             begin, end = (int(o) for o in info["data_offsets"])
         except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: corrupt safetensors header entry {name!r}: {info!r}; {FETCH_HINT}") from None
+            raise CheckpointError(
+                f"{path}: corrupt safetensors header entry {name!r}: {info!r}; {FETCH_HINT}") from None
         itemsize = torch.empty((), dtype=dtype).element_size()
         if min(shape, default=0) < 0 or end - begin != math.prod(shape) * itemsize:
             raise CheckpointError(
@@ -348,13 +351,17 @@ def _open_torch(path: Path, zipped: bool) -> TorchReader:
                 f"as after an interrupted download); {FETCH_HINT}"
             ) from None
     try:
-        with _allow(_harmless_globals()):
+        with _allow(_harmless_globals()), warnings.catch_warnings():
+            # torch warns about pickle protocols it did not write before failing on them; the one-line
+            # error below says what matters.
+            warnings.simplefilter("ignore")
             # mmap needs the zip format; the pre-1.6 format can only be read whole.
             obj = torch.load(path, map_location="cpu", mmap=zipped, weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "Weights only load failed" in text or "Unsupported global" in text:
-            needs = ", ".join(sorted(set(re.findall(r"GLOBAL ([\w.]+)", text)))) or "an unknown global"
+            found = set(re.findall(r"GLOBAL ([\w.]+)", text)) or (set() if zipped else _pickle_globals(path))
+            needs = ", ".join(sorted(found)) or "an unknown global"
             raise CheckpointError(
                 f"{path}: refused: loading it would execute code (it needs {needs}); page4d never unpickles "
                 f"such files - convert its weights to .safetensors with a script you trust and pass that"
@@ -367,6 +374,27 @@ def _open_torch(path: Path, zipped: bool) -> TorchReader:
     state_dict, metadata = _find_state_dict(path, obj)
     metadata["mmap"] = str(zipped)
     return TorchReader(path, state_dict, metadata)
+
+
+def _pickle_globals(path: Path, max_pickles: int = 5) -> set[str]:
+    """The code a non-zip pickle file imports (``module.name``), found by reading its opcodes only
+    (``pickletools``; nothing is executed). torch's old format is a few pickles in a row; a raw
+    ``pickle.dump`` file is one. Globals of torch itself and of Python's collections are left out."""
+    found: set[str] = set()
+    strings: list[str] = []
+    with open(path, "rb") as fh:
+        for _ in range(max_pickles):
+            try:
+                for opcode, arg, _pos in pickletools.genops(fh):
+                    if isinstance(arg, str):
+                        strings.append(arg)
+                    if opcode.name == "GLOBAL":
+                        found.add(str(arg).replace(" ", "."))
+                    elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found.add(f"{strings[-2]}.{strings[-1]}")
+            except Exception:  # the end of the pickles (tensor data follows) or a damaged file
+                break
+    return {name for name in found if not name.startswith(("torch.", "collections.OrderedDict", "builtins."))}
 
 
 def _find_state_dict(path: Path, obj: object) -> tuple[dict, dict]:

@@ -20,19 +20,13 @@ import math
 import re
 from typing import Iterator, Mapping, Optional, Union
 
-from .checkpoint_io import CheckpointError, CheckpointReader, PathLike, open_checkpoint
-from .key_rules import LAYOUT_RULES, expand
+from models.errors import PathLike
+from models.loading.checkpoint_grammar import LAYOUT_RULES, expand
+from models.loading.checkpoint_io import CheckpointError, CheckpointReader, open_checkpoint
+from models.loading.roles import LAYOUT_DESCRIPTION as DESCRIPTION
+from models.loading.roles import ROLES as SOURCE_ROLES
 
 Source = Union[PathLike, CheckpointReader]
-
-DESCRIPTION = {
-    "pi3": "Pi3",
-    "pi3x": "Pi3X",
-    "page4d": "PAGE-4D (official mask head)",
-    "page4d_ckpt150": "PAGE-4D checkpoint_150",
-    "vggt": "VGGT-1B (no mask head)",
-}
-ROLES = {"pi3": ("pi3",), "page4d": ("page4d", "page4d_ckpt150", "vggt")}
 _VIT_SIZES = {384: "ViT-S", 768: "ViT-B", 1024: "ViT-L", 1536: "ViT-g"}
 _MASK = "aggregator.spatial_mask_head."
 _PI3X_MODULES = ("metric_token", "metric_decoder", "metric_head", "depth_encoder", "ray_embed", "pose_inject_blk")
@@ -54,11 +48,24 @@ def _generalize(key: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
+def layout_names(layout: str) -> frozenset:
+    """Every tensor name of ``layout`` with its indices generalized (names do not depend on sizes;
+    Pi3 with all three heads, the VGGT family without the tracker, which page4d never loads)."""
+    from models.loading.synthetic import layout_sizes
+
+    sizes = layout_sizes(layout, embed_dim=8, encoder_depth=1, depth=1, num_heads=2, pos_embed_grid=1,
+                         camera_trunk_depth=1, dpt_features=2, dpt_out_channels=(1, 1, 1, 1), dpt_hidden2=1,
+                         mask_hidden=1, track_head=False, pi3_head_dim=2, pi3_head_depth=1)
+    return frozenset(_generalize(name) for name, _ in expand(LAYOUT_RULES[layout][0], sizes))
+
+
+def layout_has(layout: str, key: str) -> bool:
+    """Whether a complete file of ``layout`` has a tensor named like ``key`` (at some size)."""
+    return layout in LAYOUT_RULES and _generalize(key) in layout_names(layout)
+
+
 def _pi3_names() -> frozenset:
-    """Every Pi3 tensor name with its indices generalized (names do not depend on sizes)."""
-    sizes = {"D": 8, "NH": 2, "MLP": 8, "POS": 1, "PATCH": 1, "ENC_REG": 1, "ENC_DEPTH": 1, "DEPTH": 1,
-             "NREG": 1, "HDIM": 8, "HDEPTH": 1, "PI3_POINT": 1, "PI3_CONF": 1, "PI3_CAMERA": 1}
-    return frozenset(_generalize(name) for name, _ in expand(LAYOUT_RULES["pi3"][0], sizes))
+    return layout_names("pi3")
 
 
 def _classify(reader: CheckpointReader) -> tuple[str, list[str]]:
@@ -118,11 +125,11 @@ def detect_layout(src: Source) -> str:
 
 def expect_layout(src: Source, role: str) -> str:
     """The file's layout if it suits ``role`` ("pi3" or "page4d"), else a CheckpointError naming the fix."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    if role not in SOURCE_ROLES:
+        raise ValueError(f"role must be one of {', '.join(SOURCE_ROLES)}, got {role!r}")
     with _reader(src) as reader:
         layout, extras = _classify(reader)
-        if layout in ROLES[role]:
+        if layout in SOURCE_ROLES[role].layouts:
             return layout
         path = reader.path
     if layout == "pi3x":
@@ -163,7 +170,8 @@ def infer_dims(src: Source) -> dict:
 
         def shape(key: str) -> tuple[int, ...]:
             if key not in reader:
-                raise CheckpointError(f"{reader.path}: incomplete {DESCRIPTION[layout]} checkpoint: no {key}; {_REFETCH}")
+                raise CheckpointError(
+                    f"{reader.path}: incomplete {DESCRIPTION[layout]} checkpoint: no {key}; {_REFETCH}")
             return reader.shape(key)
 
         patch = shape(enc + "patch_embed.proj.weight")

@@ -16,23 +16,25 @@ With ``dtype`` bfloat16/float16 the aggregator is stored in that dtype and the h
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import mmap
 import sys
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional
 
 import torch
 
-from models.errors import PathLike
 from models.config import PI3_BLOCK_EPS, VGGT_BLOCK_EPS, Page4DConfig
+from models.errors import PathLike
 from models.init import reset_owners_
 from models.loading.checkpoint_io import CheckpointError, CheckpointReader, open_checkpoint
 from models.loading.finetuned import overlay_finetuned, plan_finetuned, prepare_finetuned
 from models.loading.layouts import expect_layout
-from models.loading.plan import plan_load
+from models.loading.plan import plan_load, plan_notes
 from models.loading.provenance import LoadReport
-from models.loading.rules import PlanContext, match_rule
+from models.loading.roles import INITIALISED_STAGE
+from models.loading.source_map import PlanContext, candidate_of
 from models.vggt import VGGT
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -46,17 +48,23 @@ def resolve_dtype(dtype) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def open_sources(pi3: Optional[PathLike], page4d: Optional[PathLike]) -> tuple[dict, dict]:
-    """Header-only readers per role, after checking each file is of the right family."""
+@contextlib.contextmanager
+def open_sources(pi3: Optional[PathLike], page4d: Optional[PathLike]) -> Iterator[tuple[dict, dict]]:
+    """Header-only readers per role, after checking each file is of the right family.
+
+    A context manager: every reader opened is closed on exit, also when opening the next file or
+    any later step fails. Yields ``(readers, layouts)``, both keyed by role.
+    """
     readers: dict[str, CheckpointReader] = {}
     layouts: dict[str, str] = {}
-    for role, path in (("pi3", pi3), ("page4d", page4d)):
-        if path is None:
-            continue
-        reader = open_checkpoint(path)
-        layouts[role] = expect_layout(reader, role)
-        readers[role] = reader
-    return readers, layouts
+    with contextlib.ExitStack() as stack:
+        for role, path in (("pi3", pi3), ("page4d", page4d)):
+            if path is None:
+                continue
+            reader = stack.enter_context(open_checkpoint(path))
+            layouts[role] = expect_layout(reader, role)
+            readers[role] = reader
+        yield readers, layouts
 
 
 def config_for(preset: str, layouts: dict, config: Optional[Page4DConfig] = None, **overrides) -> Page4DConfig:
@@ -70,33 +78,34 @@ def config_for(preset: str, layouts: dict, config: Optional[Page4DConfig] = None
     return config
 
 
-def build_plan(model: VGGT, readers: dict, layouts: dict, dtype: torch.dtype, on_size_mismatch: str) -> LoadReport:
+def build_plan(model: VGGT, readers: dict, layouts: dict, dtype: torch.dtype, on_size_mismatch: str,
+               allow_missing: bool = False) -> LoadReport:
+    """The plan for ``model`` (meta is fine) from the open ``readers``, with notes and warnings."""
     cfg = model.config
     ctx = PlanContext(pi3_layers=cfg.pi3_layers, depth=cfg.depth, roles_present=set(readers))
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
-    records, unused = plan_load(shapes, readers, ctx, on_size_mismatch)
+    records, unused = plan_load(shapes, readers, ctx, on_size_mismatch, layouts=layouts, allow_missing=allow_missing)
     files = {role: {"path": str(r.path), "layout": layouts[role], "format": r.format, "tensors": len(r)}
              for role, r in readers.items()}
-    report = LoadReport(records, files=files, unused=unused, config=cfg.to_dict(),
-                        dtype=str(dtype).replace("torch.", ""))
-    for role in ("pi3", "page4d"):
-        if role not in readers:
-            provided = sorted({r.group for r in records if r.stage == 3 and f"no {'Pi3' if role == 'pi3' else 'PAGE-4D'} file" in (r.reason or "")})
-            if provided:
-                report.notes.append(f"no {role} file: initialised {', '.join(provided[:6])}{' ...' if len(provided) > 6 else ''}")
-    return report
+    notes, warnings = plan_notes(records, readers, layouts)
+    return LoadReport(records, files=files, unused=unused, config=cfg.to_dict(), notes=notes, warnings=warnings,
+                      dtype=str(dtype).replace("torch.", ""))
 
 
 def inspect_load(pi3: Optional[PathLike] = None, page4d: Optional[PathLike] = None, preset: str = "full",
                  dtype="float32", on_size_mismatch: str = "error", config: Optional[Page4DConfig] = None,
-                 finetuned: Optional[PathLike] = None, **overrides) -> LoadReport:
-    """The loading plan and provenance from file headers only (no tensor data is read)."""
-    readers, layouts = open_sources(pi3, page4d)
-    cfg = config_for(preset, layouts, config, **overrides)
-    runs = prepare_finetuned(finetuned, cfg)
-    with torch.device("meta"):
-        model = VGGT(config=cfg)
-    report = build_plan(model, readers, layouts, resolve_dtype(dtype), on_size_mismatch)
+                 finetuned: Optional[PathLike] = None, allow_missing: bool = False, **overrides) -> LoadReport:
+    """The loading plan and provenance from file headers only (no tensor data is read).
+
+    ``allow_missing``: initialise (with a warning in ``report.warnings``) the tensors that a file's
+    layout has but the file lacks, instead of raising ``MissingTensorsError``.
+    """
+    with open_sources(pi3, page4d) as (readers, layouts):
+        cfg = config_for(preset, layouts, config, **overrides)
+        runs = prepare_finetuned(finetuned, cfg)
+        with torch.device("meta"):
+            model = VGGT(config=cfg)
+        report = build_plan(model, readers, layouts, resolve_dtype(dtype), on_size_mismatch, allow_missing)
     if runs:
         plan_finetuned(report, runs)
     return report
@@ -105,37 +114,39 @@ def inspect_load(pi3: Optional[PathLike] = None, page4d: Optional[PathLike] = No
 def load_model(pi3: Optional[PathLike] = None, page4d: Optional[PathLike] = None, preset: str = "full",
                dtype="float32", device="cpu", on_size_mismatch: str = "error",
                config: Optional[Page4DConfig] = None, finetuned: Optional[PathLike] = None,
-               **overrides) -> tuple[VGGT, LoadReport]:
+               allow_missing: bool = False, **overrides) -> tuple[VGGT, LoadReport]:
     """Build the network and fill it from the Pi3 and PAGE-4D files (either may be None), then overlay
-    the tensors of a ``page4d train`` run (``finetuned``: its folder or weights file) as stage 4."""
+    the tensors of a ``page4d train`` run (``finetuned``: its folder or weights file) as stage 4.
+
+    ``allow_missing`` as in :func:`inspect_load`; the warnings are in ``report.warnings``.
+    """
     dtype = resolve_dtype(dtype)
-    readers, layouts = open_sources(pi3, page4d)
-    cfg = config_for(preset, layouts, config, **overrides)
-    runs = prepare_finetuned(finetuned, cfg)
-    with torch.device("meta"):
-        model = VGGT(config=cfg).to(dtype)
-        keep_heads_float32_(model)
-    report = build_plan(model, readers, layouts, dtype, on_size_mismatch)
-    model = model.to_empty(device=device)
-    reset_buffers_(model)
-    params = dict(model.named_parameters())
-    reset_owners_(model, [r.name for r in report.records if r.stage == 3])
-    with torch.no_grad():
-        for r in report.records:
-            if r.stage == 3:
-                continue
-            role = "pi3" if r.stage == 1 else "page4d"
-            copy_source_into(readers[role], r.source[0], params[r.name], _adaptation_fn(r.name, role))
-            target_dtype = str(params[r.name].dtype).replace("torch.", "")
-            if r.source_dtype != target_dtype:
-                r.adaptation.append(f"dtype {r.source_dtype} -> {target_dtype}")
+    with open_sources(pi3, page4d) as (readers, layouts):
+        cfg = config_for(preset, layouts, config, **overrides)
+        runs = prepare_finetuned(finetuned, cfg)
+        with torch.device("meta"):
+            model = VGGT(config=cfg).to(dtype)
+            keep_heads_float32_(model)
+        report = build_plan(model, readers, layouts, dtype, on_size_mismatch, allow_missing)
+        model = model.to_empty(device=device)
+        reset_buffers_(model)
+        params = dict(model.named_parameters())
+        reset_owners_(model, [r.name for r in report.records if r.stage == INITIALISED_STAGE])
+        with torch.no_grad():
+            for r in report.records:
+                if r.role is None:
+                    continue
+                candidate = candidate_of(r.rule, r.candidate)
+                adapt = candidate.adaptation.apply if candidate.adaptation is not None else None
+                copy_source_into(readers[r.role], r.source[0], params[r.name], adapt)
+                target_dtype = str(params[r.name].dtype).replace("torch.", "")
+                if r.source_dtype != target_dtype:
+                    r.adaptation.append(f"dtype {r.source_dtype} -> {target_dtype}")
     apply_source_numerics(model, report)
     finish_stage3_copies(model, report)  # after the numerics: sparse blocks copy their layer's eps too
     if runs:  # last: stage-3 copies start from the base tensors, as when the run trained
         plan_finetuned(report, runs)
         overlay_finetuned(model, report, runs)
-    for reader in readers.values():
-        reader.close()
     return model.eval(), report
 
 
@@ -144,14 +155,6 @@ def keep_heads_float32_(model: VGGT) -> None:
     for head in (model.camera_head, model.depth_head, model.point_head):
         if head is not None:
             head.float()
-
-
-def _adaptation_fn(name: str, role: str):
-    rule, m = match_rule(name)
-    for cand in rule.candidates:
-        if cand.role == role and cand.adaptation is not None:
-            return cand.adaptation.apply
-    return None
 
 
 def reset_buffers_(model: torch.nn.Module) -> None:
@@ -165,7 +168,7 @@ def reset_buffers_(model: torch.nn.Module) -> None:
 def finish_stage3_copies(model: VGGT, report: LoadReport) -> None:
     """Stage-3 stream blocks start as copies of each other (and sparse blocks of their layer)."""
     agg = model.aggregator
-    initialised = {r.name for r in report.records if r.stage == 3}
+    initialised = {r.name for r in report.records if r.stage == INITIALISED_STAGE}
     if agg.dual:
         for kind in ("time", "view"):
             pose, geo = getattr(agg, f"pose_{kind}_blocks"), getattr(agg, f"geo_{kind}_blocks")
@@ -180,12 +183,12 @@ def finish_stage3_copies(model: VGGT, report: LoadReport) -> None:
 
 def apply_source_numerics(model: VGGT, report: LoadReport) -> None:
     """Blocks follow the LayerNorm eps of the checkpoint they were loaded from (Pi3 1e-6, VGGT 1e-5)."""
-    stage_of = {r.name: r.stage for r in report.records}
+    role_of = {r.name: r.role for r in report.records}
     for container, k, block in model.aggregator.all_blocks():
-        stage = stage_of.get(f"aggregator.{container}.{k}.norm1.weight", 3)
-        if stage == 1:
+        role = role_of.get(f"aggregator.{container}.{k}.norm1.weight")
+        if role == "pi3":
             block.set_eps(*PI3_BLOCK_EPS)
-        elif stage == 2:
+        elif role == "page4d":
             block.set_eps(*VGGT_BLOCK_EPS)
 
 
@@ -270,7 +273,6 @@ def would_fill(config: Page4DConfig) -> dict[str, list[str]]:
     records, _ = plan_load(shapes, readers, ctx, on_size_mismatch="init")
     groups: dict[str, list[str]] = {"pi3": [], "page4d": []}
     for r in records:
-        role = {1: "pi3", 2: "page4d"}.get(r.stage)
-        if role and r.group not in groups[role]:
-            groups[role].append(r.group)
+        if r.role and r.group not in groups[r.role]:
+            groups[r.role].append(r.group)
     return groups

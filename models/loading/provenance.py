@@ -1,8 +1,11 @@
 """Provenance of every tensor of the network: which stage, file and source key(s) filled it, how.
 
-``TensorRecord``: one tensor of the model. ``LoadReport``: all records plus the files, their layouts,
-and the source tensors nobody used. Both serialise to JSON (``to_json``) and the report summarises
-per stage (``counts``) and per module group (``by_group``).
+``TensorRecord``: one tensor of the model, with its place (group label, 1-based layer, kind, stream),
+the role and source-map rule that filled it, or the cause of its initialisation. Code reads those
+fields; ``group``, ``adaptation`` and ``reason`` are the texts shown to people. ``LoadReport``: all
+records plus the files, their layouts, the source tensors nobody used, notes and warnings. Both
+serialise to JSON (``to_json``) and the report summarises per stage (``counts``) and per module group
+(``by_group``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-STAGE_NAMES = {1: "stage 1 (Pi3)", 2: "stage 2 (PAGE-4D)", 3: "stage 3 (initialised)", 4: "stage 4 (fine-tuned)"}
+from models.loading.roles import STAGE_NAMES
+
+__all__ = ["CAUSES", "STAGE_NAMES", "LoadReport", "TensorRecord"]
+
+#: Why a tensor was initialised (``TensorRecord.cause``, stage 3).
+CAUSES = {
+    "new": "new in this network (no checkpoint has it)",
+    "no_file": "the role's file was not given",
+    "not_in_layout": "the file's layout has no such tensor (e.g. a VGGT-1B file has no mask head)",
+    "missing": "the file's layout has it but the file lacks it (allowed with allow_missing)",
+    "layout_variant": "the file's tensor has the other layout variant's shape",
+    "shape_mismatch": "the file's tensor has another shape (allowed with on_size_mismatch='init')",
+    "unit": "initialised with the rest of its all-or-nothing unit (the mask head)",
+}
 
 
 @dataclass
@@ -26,7 +42,16 @@ class TensorRecord:
     source: list = field(default_factory=list)  # source key(s)
     source_dtype: Optional[str] = None
     adaptation: list = field(default_factory=list)  # "slice ...", "repeat ...", "copy of layer ...", "dtype ..."
-    reason: Optional[str] = None  # stage 3: why initialised
+    reason: Optional[str] = None  # stage 3: why initialised, for people
+    # -- structure (what code reads) --------------------------------------------------------------
+    layer: Optional[int] = None  # 1-based layer of a Time/View/sparse block or temporal encoding
+    kind: Optional[str] = None  # "time" | "view" | "sparse" (source_map.KINDS); None outside blocks
+    stream: Optional[str] = None  # None = shared, "pose" | "geo"
+    role: Optional[str] = None  # stage 1/2: the file role that filled it (models.loading.roles)
+    rule: Optional[str] = None  # the source-map rule that matched (source_map.RULES_BY_NAME)
+    candidate: Optional[int] = None  # stage 1/2: the index of the chosen candidate in that rule
+    cause: Optional[str] = None  # stage 3: a key of CAUSES
+    cause_role: Optional[str] = None  # stage 3: the role whose file was absent / lacked the tensor
 
     @property
     def numel(self) -> int:
@@ -48,7 +73,8 @@ class LoadReport:
     files: dict = field(default_factory=dict)  # role -> {"path", "layout", "format", "tensors"}
     unused: dict = field(default_factory=dict)  # role -> [source keys not used]
     config: dict = field(default_factory=dict)
-    notes: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # how the plan came about ("no page4d file: ...")
+    warnings: list = field(default_factory=list)  # what the user should act on (tensors missing ...)
     dtype: str = "float32"
 
     def record(self, name: str) -> TensorRecord:
@@ -82,6 +108,7 @@ class LoadReport:
             "per_stage": {STAGE_NAMES[s]: c for s, c in self.counts().items()},
             "unused_source_tensors": {role: len(keys) for role, keys in self.unused.items()},
             "notes": self.notes,
+            "warnings": self.warnings,
         }
 
     def to_json(self) -> dict:

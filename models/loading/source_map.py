@@ -1,11 +1,13 @@
-"""Where every tensor of the network comes from: the three-stage plan as a table of rules.
+"""Where every tensor of the network comes from: the map from our tensor names to source names.
 
 Each ``Rule`` matches our tensor names with a regular expression and lists candidate sources in order
-of preference. A candidate names a file role (``pi3`` = stage 1, ``page4d`` = stage 2), how to build
-the source key from the match, an optional condition, and an optional adaptation. ``plan.py`` applies
-the table with one small function; a tensor no candidate can fill is initialised (stage 3).
+of preference. A candidate names a file role (``models.loading.roles``: ``pi3`` = stage 1, ``page4d`` =
+stage 2), how to build the source key from the match, an optional condition, and an optional
+adaptation. A rule also says where the tensor sits (:class:`Place`: module group, 1-based layer,
+Time/View/sparse, stream), which the provenance records keep. ``plan.py`` applies the table; a tensor
+no candidate can fill is initialised (stage 3).
 
-The plan (DESIGN.md, "Three-stage loading"):
+The plan (docs/design.md, "Three-stage loading"):
 
 - encoder: Pi3 ``encoder.*``; without a Pi3 file, the PAGE-4D file's ``aggregator.patch_embed.*``.
 - layers 1 .. pi3_layers (default 18): Pi3 ``decoder.{2i}`` -> Time-SA, ``decoder.{2i+1}`` -> View-SA;
@@ -26,7 +28,28 @@ from typing import Callable, Optional
 
 import torch
 
-STAGE_OF_ROLE = {"pi3": 1, "page4d": 2}
+#: Time-SA / View-SA / sparse Global-SA blocks, as recorded in ``TensorRecord.kind``.
+KINDS = {"time": "Time-SA", "view": "View-SA", "sparse": "sparse global"}
+#: ``None`` = the shared stream; ``pose`` / ``geo`` = the dual streams of the mid layers.
+STREAMS = (None, "pose", "geo")
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a tensor sits: ``group`` (report label), 1-based ``layer``, ``kind`` (a key of KINDS), ``stream``."""
+
+    group: str
+    layer: Optional[int] = None
+    kind: Optional[str] = None
+    stream: Optional[str] = None
+
+
+def block_place(layer: int, kind: str, stream: Optional[str]) -> Place:
+    """The place of a Time/View/sparse block tensor; the group label is derived from the fields."""
+    suffix = f" / {stream}" if stream else ""
+    if kind == "sparse":
+        return Place(f"sparse global after layer {layer}{suffix}", layer, kind, stream)
+    return Place(f"layer {layer} / {KINDS[kind]}{suffix}", layer, kind, stream)
 
 
 @dataclass(frozen=True)
@@ -65,10 +88,12 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Rule:
+    name: str  # recorded in TensorRecord.rule; RULES_BY_NAME finds the rule again
     pattern: re.Pattern
     candidates: tuple[Candidate, ...]
-    group: Callable[[re.Match], str]  # module group for reports ("layer 3 / Time-SA / pose", ...)
+    place: Callable[[re.Match], Place]
     on_mismatch: str = "error"  # "error", or "init" = a recorded stage-3 fallback (layout variants)
+    unit: bool = False  # all-or-nothing: if one tensor is initialised, all of the rule's tensors are
 
 
 @dataclass
@@ -84,10 +109,8 @@ def _layer(m: re.Match) -> int:
     return int(m["k"])
 
 
-def _block_group(m: re.Match) -> str:
-    stream = f" / {m['stream']}" if m["stream"] else ""
-    kind = "Time-SA" if m["kind"] == "time" else "View-SA"
-    return f"layer {_layer(m) + 1} / {kind}{stream}"
+def _block_place(m: re.Match) -> Place:
+    return block_place(_layer(m) + 1, m["kind"], m["stream"])
 
 
 def _pi3_block(m: re.Match) -> str:
@@ -111,47 +134,49 @@ _BLOCK = r"aggregator\.(?:(?P<stream>pose|geo)_)?(?P<kind>time|view)_blocks\.(?P
 _SPARSE = r"aggregator\.(?:(?P<stream>pose|geo)_)?sparse_blocks\.(?P<k>\d+)\.block\.(?P<rest>.+)"
 
 RULES: tuple[Rule, ...] = (
-    Rule(re.compile(r"aggregator\.encoder\.(?P<rest>.+)"), (
+    Rule("encoder", re.compile(r"aggregator\.encoder\.(?P<rest>.+)"), (
         Candidate("pi3", lambda m: f"encoder.{m['rest']}"),
         Candidate("page4d", lambda m: f"aggregator.patch_embed.{m['rest']}", note="fallback: no Pi3 file"),
-    ), lambda m: "encoder"),
-    Rule(re.compile(r"aggregator\.camera_token"), (
+    ), lambda m: Place("encoder")),
+    Rule("camera token", re.compile(r"aggregator\.camera_token"), (
         Candidate("page4d", lambda m: "aggregator.camera_token"),
         Candidate("pi3", lambda m: "register_token", adaptation=PI3_CAMERA_SLOTS, note="fallback: no PAGE-4D file"),
-    ), lambda m: "tokens"),
-    Rule(re.compile(r"aggregator\.register_token"), (
+    ), lambda m: Place("tokens")),
+    Rule("register tokens", re.compile(r"aggregator\.register_token"), (
         Candidate("pi3", lambda m: "register_token", adaptation=PI3_REGISTER_SLOTS),
         Candidate("page4d", lambda m: "aggregator.register_token", note="fallback: no Pi3 file"),
-    ), lambda m: "tokens"),
-    Rule(re.compile(_BLOCK), (
+    ), lambda m: Place("tokens")),
+    Rule("block", re.compile(_BLOCK), (
         Candidate("pi3", _pi3_block, when=_from_pi3),
         Candidate("page4d", _page4d_block, when=lambda m, ctx: not _from_pi3(m, ctx)),
         Candidate("page4d", _page4d_block, when=lambda m, ctx: _from_pi3(m, ctx) and _pi3_absent(m, ctx),
                   note="fallback: no Pi3 file"),
-    ), _block_group),
+    ), _block_place),
     # Sparse Global-SA blocks copy the View-SA block of the layer they follow (same stream).
-    Rule(re.compile(_SPARSE), (
+    Rule("sparse block", re.compile(_SPARSE), (
         Candidate("pi3", lambda m: f"decoder.{2 * _layer(m) + 1}.{m['rest']}", when=_from_pi3,
                   note="copy of the View-SA block of this layer"),
         Candidate("page4d", lambda m: f"aggregator.global_blocks.{_layer(m)}.{m['rest']}",
                   when=lambda m, ctx: not _from_pi3(m, ctx) or _pi3_absent(m, ctx),
                   note="copy of the View-SA block of this layer"),
-    ), lambda m: f"sparse global after layer {_layer(m) + 1}" + (f" / {m['stream']}" if m["stream"] else "")),
-    Rule(re.compile(r"aggregator\.spatial_mask_head\.(?P<rest>.+)"), (
+    ), lambda m: block_place(_layer(m) + 1, "sparse", m["stream"])),
+    Rule("mask head", re.compile(r"aggregator\.spatial_mask_head\.(?P<rest>.+)"), (
         Candidate("page4d", lambda m: f"aggregator.spatial_mask_head.{m['rest']}"),
-    ), lambda m: "mask head", on_mismatch="init"),
-    Rule(re.compile(r"(?P<head>camera_head|depth_head|point_head)\.(?P<rest>.+)"), (
+    ), lambda m: Place("mask head"), on_mismatch="init", unit=True),
+    Rule("heads", re.compile(r"(?P<head>camera_head|depth_head|point_head)\.(?P<rest>.+)"), (
         Candidate("page4d", lambda m: f"{m['head']}.{m['rest']}"),
-    ), lambda m: m["head"].replace("_", " ")),
+    ), lambda m: Place(m["head"].replace("_", " "))),
 )
+RULES_BY_NAME = {rule.name: rule for rule in RULES}
 
-# Groups of the tensors no rule covers (stage 3 by design), for reports.
-STAGE3_GROUPS = (
-    (re.compile(r"aggregator\.mask_bias\."), "lambdas"),
-    (re.compile(r"aggregator\.mask_fusion\."), "mask fusion"),
-    (re.compile(r"aggregator\.temporal_pos\.(\d+)\."), "temporal encoding"),
-    (re.compile(r"aggregator\.(?:(pose|geo)_)?sparse_blocks\."), "sparse global"),
-    (re.compile(r"aggregator\.(memory|lambda_kpt)"), "sparse global"),
+# Where the tensors no rule covers sit (stage 3 by design), for reports.
+STAGE3_PLACES: tuple[tuple[re.Pattern, Callable[[re.Match], Place]], ...] = (
+    (re.compile(r"aggregator\.mask_bias\."), lambda m: Place("lambdas")),
+    (re.compile(r"aggregator\.mask_fusion\."), lambda m: Place("mask fusion")),
+    (re.compile(r"aggregator\.temporal_pos\.(\d+)\."), lambda m: Place("temporal encoding", int(m[1]) + 1)),
+    (re.compile(r"aggregator\.(?:(pose|geo)_)?sparse_blocks\.(\d+)\."),
+     lambda m: block_place(int(m[2]) + 1, "sparse", m[1])),
+    (re.compile(r"aggregator\.(memory|lambda_kpt)"), lambda m: Place("sparse global")),
 )
 
 
@@ -163,8 +188,17 @@ def match_rule(name: str) -> tuple[Optional[Rule], Optional[re.Match]]:
     return None, None
 
 
-def stage3_group(name: str) -> str:
-    for pattern, group in STAGE3_GROUPS:
-        if pattern.match(name):
-            return group
-    return "other"
+def stage3_place(name: str) -> Place:
+    """Where a tensor that no rule covers sits."""
+    for pattern, place in STAGE3_PLACES:
+        m = pattern.match(name)
+        if m:
+            return place(m)
+    return Place("other")
+
+
+def candidate_of(rule: Optional[str], candidate: Optional[int]) -> Optional[Candidate]:
+    """The candidate a plan chose (``TensorRecord.rule`` / ``.candidate``), or None."""
+    if rule is None or candidate is None:
+        return None
+    return RULES_BY_NAME[rule].candidates[candidate]

@@ -1,7 +1,7 @@
 """Synthetic checkpoints with the real tensor names, at any width and depth, and broken files for tests.
 
 - :func:`synthetic_specs` lists ``(name, shape)`` of a layout ("pi3", "pi3x", "page4d",
-  "page4d_ckpt150", "vggt") at the given sizes, from the rules in :mod:`key_rules`.
+  "page4d_ckpt150", "vggt") at the given sizes, from the rules in :mod:`checkpoint_grammar`.
 - :func:`synthetic_state_dict` makes the tensors: on "meta" (shapes only, free) or "cpu" with seeded
   values. A tensor's values depend only on ``(seed, name, shape)``, so a test can recompute
   :func:`synthetic_tensor` for any name and compare it with what a loader produced.
@@ -10,24 +10,24 @@
   building the dict for safetensors, so a full-size Pi3 file (3.8 GB) needs one tensor of RAM at a
   time. The torch format has to pickle the whole dict: writing a full-size PAGE-4D ``.pt``
   (~5 GB float32) peaks at about the file's size in RAM.
-- Broken files: :func:`truncated_copy`, :func:`write_code_pickle`, :func:`write_unknown_layout`, and
-  :data:`TINY` sizes for quick wrong-family files.
+- :data:`TINY`: the fixtures' sizes, for quick files. (Broken files for tests are made in
+  ``tests/broken_checkpoints.py``.)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
 import zlib
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
-from .checkpoint_io import SAFETENSORS_DTYPES, PathLike
-from .key_rules import LAYOUT_RULES, expand
+from models.errors import PathLike
+from models.loading.checkpoint_grammar import LAYOUT_RULES, expand
+from models.loading.checkpoint_io import SAFETENSORS_DTYPES
 
 LAYOUTS = tuple(LAYOUT_RULES)
 
@@ -98,7 +98,8 @@ def synthetic_specs(layout: str, **sizes) -> list[tuple[str, tuple[int, ...]]]:
     return list(expand(LAYOUT_RULES[layout][0], named))
 
 
-def synthetic_tensor(name: str, shape: Sequence[int], seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def synthetic_tensor(name: str, shape: Sequence[int], seed: int = 0,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The value page4d's synthetic checkpoints give tensor ``name``: N(0, 0.02) noise, norm weights
     1 + noise (so activations survive), Pi3's image mean/std the real ImageNet constants."""
     shape = tuple(shape)
@@ -174,7 +175,8 @@ def _torch_payload(sd: dict, optimizer: bool) -> dict:
         return {"model": sd}
     # Shaped like torch.optim state: only plain containers and tensors, so weights_only accepts it.
     first = next(iter(sd.values()))
-    state = {0: {"step": torch.tensor(150.0), "exp_avg": torch.zeros_like(first), "exp_avg_sq": torch.zeros_like(first)}}
+    state = {0: {"step": torch.tensor(150.0), "exp_avg": torch.zeros_like(first),
+                 "exp_avg_sq": torch.zeros_like(first)}}
     groups = [{"lr": 1e-4, "betas": (0.9, 0.999), "weight_decay": 0.05, "params": [0]}]
     return {"model": sd, "optimizer": {"state": state, "param_groups": groups}, "epoch": 150, "best": 0.5}
 
@@ -203,41 +205,3 @@ def _write_safetensors(
             if tuple(t.shape) != tuple(shape):
                 raise ValueError(f"{name}: made shape {tuple(t.shape)}, header says {tuple(shape)}")
             f.write(t.reshape(-1).view(torch.uint8).numpy())  # numpy's buffer: no extra copy
-
-
-# ---------------------------------------------------------------------------------------------
-# broken and wrong files, for tests
-
-
-class UntrustedPayload:
-    """A custom class: unpickling an instance needs a code import, so weights_only refuses the file."""
-
-    def __init__(self, note: str = "would run code when unpickled by a permissive loader") -> None:
-        self.note = note
-
-
-def truncated_copy(src: PathLike, dst: PathLike, keep: float = 0.5) -> Path:
-    """Copy the first ``keep`` (fraction < 1, or a byte count >= 1) of ``src`` to ``dst``."""
-    remaining = int(os.path.getsize(src) * keep) if keep < 1 else int(keep)
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        while remaining > 0:
-            chunk = fin.read(min(remaining, 1 << 24))
-            if not chunk:
-                break
-            fout.write(chunk)
-            remaining -= len(chunk)
-    return Path(dst)
-
-
-def write_code_pickle(path: PathLike, layout: str = "page4d") -> Path:
-    """A ``.pt`` with a tiny valid state dict plus an instance of a custom class (needs code to load)."""
-    sd = synthetic_state_dict(layout, device="cpu", **TINY)
-    torch.save({"model": sd, "hook": UntrustedPayload()}, path)
-    return Path(path)
-
-
-def write_unknown_layout(path: PathLike, format: str = "safetensors") -> Path:
-    """A checkpoint whose names belong to no known layout (a ResNet-like backbone)."""
-    names: Iterable[str] = ("backbone.conv1.weight", "backbone.layer1.0.conv1.weight", "fc.weight", "fc.bias")
-    sd = {name: synthetic_tensor(name, (4, 4)) for name in names}
-    return write_checkpoint(sd, path, format)

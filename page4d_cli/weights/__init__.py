@@ -6,9 +6,19 @@ which pulls in huggingface_hub) and the checkpoint reader are imported only when
 """
 
 from page4d_cli.weights.catalog import CATALOG, ROLES, HubFile, select
-from page4d_cli.weights.registry import (LayoutError, Registry, RegistryEntry, RegistryError,
-                                         WeightsError, WeightsNotFound, WeightsSelection, add_local,
-                                         page4d_home, registry_path, resolve_weights)
+from page4d_cli.weights.registry import (
+    LayoutError,
+    Registry,
+    RegistryEntry,
+    RegistryError,
+    WeightsError,
+    WeightsNotFound,
+    WeightsSelection,
+    add_local,
+    page4d_home,
+    registry_path,
+    resolve_weights,
+)
 
 __all__ = [
     "CATALOG", "ROLES", "HubFile", "select",

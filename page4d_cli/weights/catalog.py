@@ -16,16 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: The roles a weights file can play: the two pretrained stages (see DESIGN.md, "Three-stage loading")
-#: and a fine-tuned run overlaid as stage 4 (``models.loading.finetuned``; registered, never fetched).
-ROLES = ("pi3", "page4d", "finetuned")  # finetuned: a `page4d train` run (stage 4)
+from models.loading import roles as _roles
 
-#: Layouts (as returned by ``models.loading.checkpoint_io.detect_layout``) accepted for each role.
-ACCEPTED_LAYOUTS: dict[str, tuple[str, ...]] = {
-    "pi3": ("pi3",),
-    "page4d": ("page4d", "page4d_ckpt150", "vggt"),
-    "finetuned": ("page4d-train-run",),
-}
+#: The roles a weights file can play: the two pretrained stages (docs/design.md, "Three-stage loading")
+#: and a fine-tuned run overlaid as stage 4 (``models.loading.finetuned``; registered, never fetched).
+#: One table for the loader, ``weights add`` and the registry: ``models.loading.roles``.
+ROLES = tuple(_roles.ROLES)
+
+#: Layouts (as returned by ``models.loading.layouts.detect_layout``) accepted for each role.
+ACCEPTED_LAYOUTS: dict[str, tuple[str, ...]] = _roles.accepted_layouts()
 
 GB = 1_000_000_000
 

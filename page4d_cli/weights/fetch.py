@@ -45,8 +45,14 @@ from typing import Callable, Iterable, Optional, Protocol
 from urllib.parse import urlparse
 
 from page4d_cli.weights.catalog import HubFile, format_size
-from page4d_cli.weights.registry import (LayoutError, Registry, RegistryEntry, WeightsError,
-                                         check_role_layout, detect_file_layout)
+from page4d_cli.weights.registry import (
+    LayoutError,
+    Registry,
+    RegistryEntry,
+    WeightsError,
+    check_role_layout,
+    detect_file_layout,
+)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _HASH_CHUNK = 8 * 1024 * 1024
@@ -518,7 +524,7 @@ def _fetch_one(remote: RemoteFile, settings: HubSettings, revision: str, registr
     pointer = _download(remote, settings, revision, reporter)
     try:
         verified, how = verify_download(pointer, remote, reporter)
-    except VerificationError as exc:
+    except VerificationError:
         if not was_cached:
             raise
         # A copy of the right size that was already in the cache but fails the hash: verify_download
