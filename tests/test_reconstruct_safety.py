@@ -195,6 +195,26 @@ def test_disk_filling_up_while_writing_is_one_line(tmp_path, monkeypatch):
         assert sorted(p.name for p in mount.iterdir()) == ["someone_else.bin"]  # no output, no temporary folder
 
 
+def test_a_writer_failing_without_errno_on_a_full_disk_is_disk_full(tmp_path, monkeypatch):
+    """ffmpeg (the depth video) or a C library reports a full disk as a broken pipe or a False."""
+    from page4d_cli.pipeline import reconstruct as pipeline
+
+    with tmpfs(tmp_path / "disk", "16m") as mount:
+        def fill_then_fail(tmp, *args, **kwargs):
+            with open(mount / "someone_else.bin", "wb") as filler:
+                with contextlib.suppress(OSError):
+                    while True:
+                        filler.write(b"\0" * 65536)
+            raise RuntimeError("ffmpeg: [Errno 32] Broken pipe")
+
+        monkeypatch.setattr(pipeline, "export_reconstruction", fill_then_fail)
+        result = run_cli(CAMS, *TINY, "--out", mount / "recon")
+        assert result.exit_code == 1
+        lines = error_lines(result)
+        assert len(lines) == 1 and "disk full" in lines[0], result.stderr
+        assert sorted(p.name for p in mount.iterdir()) == ["someone_else.bin"]
+
+
 def test_an_image_that_cannot_be_encoded_is_an_error(tmp_path, monkeypatch):
     import cv2
 

@@ -156,12 +156,21 @@ def check_free_space(target: Path, needed_bytes: int) -> None:
                             f"{format_bytes(free)} are free on {base}; free some space or choose another --out")
 
 
-def disk_full_error(exc: OSError, target: Path, needed_bytes: Optional[int]) -> DiskFullError:
-    """The one-line error for ENOSPC/EDQUOT while writing ``target`` (the temporary folder is gone by now)."""
+def has_room(target: Path, needed_bytes: Optional[int]) -> bool:
+    """Whether the file system of ``target`` has ``needed_bytes`` free (True when nothing is known)."""
+    if not needed_bytes:
+        return True
+    return shutil.disk_usage(nearest_existing(Path(target).parent)).free >= needed_bytes
+
+
+def disk_full_error(exc: BaseException, target: Path, needed_bytes: Optional[int]) -> DiskFullError:
+    """The one-line error for a full disk while writing ``target`` (the temporary folder is gone by now):
+    ENOSPC/EDQUOT, or a writer that failed without errno on a disk without room for the output."""
     base = nearest_existing(Path(target).parent)
     free = shutil.disk_usage(base).free
     need = "" if needed_bytes is None else f"the output needs about {format_bytes(needed_bytes)}, "
-    where = f" ({exc.filename})" if exc.filename else ""
+    filename = getattr(exc, "filename", None)
+    where = f" ({filename})" if filename else ""
     return DiskFullError(f"--out {target}: disk full while writing{where}; {need}{format_bytes(free)} are free "
                          f"on {base}; nothing was written; free some space or choose another --out")
 

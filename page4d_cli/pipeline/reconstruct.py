@@ -29,6 +29,7 @@ from typing import Optional
 
 import torch
 
+from models.errors import Page4DError
 from page4d_cli.pipeline import export
 from page4d_cli.pipeline.align import plan_windows, slice_clip_batch, stitch_windows
 from page4d_cli.pipeline.device import DevicePolicy, peak_memory, reset_peak_memory, select_device
@@ -36,7 +37,7 @@ from page4d_cli.pipeline.errors import InputError, PathLike
 from page4d_cli.pipeline.feedback import auto_mask_warnings, empty_point_warnings, write_auto_masks
 from page4d_cli.pipeline.masks import check_masks_dir
 from page4d_cli.pipeline.output_dir import (DISK_FULL_ERRNOS, OutputDirError, atomic_output_dir, check_free_space,
-                                            check_output_dir, disk_full_error, sweep_stale_siblings)
+                                            check_output_dir, disk_full_error, has_room, sweep_stale_siblings)
 from page4d_cli.pipeline.options import (DEFAULT_CONF_PERCENTILE, DEFAULT_DEVICE, DEFAULT_EDGE_REL_THRESHOLD,
                                          DEFAULT_FRAMES, DEFAULT_MAX_IMAGES_PER_PASS, DEFAULT_OVERLAP, DEFAULT_PRESET,
                                          DEFAULT_SEED, NetworkOptions, ReadOptions)
@@ -329,10 +330,14 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
             info["network"]["skipped as neutral"] = skipped_as_neutral
             record = write_run_json(tmp, info)
     except OSError as exc:  # the temporary folder is removed by now
-        if exc.errno in DISK_FULL_ERRNOS:
+        if exc.errno in DISK_FULL_ERRNOS or not has_room(out_dir, needed_bytes):
             raise disk_full_error(exc, out_dir, needed_bytes) from None
         raise OutputDirError(f"--out {out_dir}: writing {exc.filename or 'the output'} failed ({exc.strerror or exc}); "
                              "nothing was written; check the disk and its permissions") from None
+    except Exception as exc:  # a writer that reports a full disk without errno (ffmpeg, a C library)
+        if isinstance(exc, Page4DError) or has_room(out_dir, needed_bytes):
+            raise
+        raise disk_full_error(exc, out_dir, needed_bytes) from None
     reporter.stage("write", expected, expected, "done")
     return ReconstructResult(out_dir=out_dir, num_instants=num_t, num_cameras=num_v,
                              camera_names=[cam.name for cam in batch.cameras], windows=list(windows),

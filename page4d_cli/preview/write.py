@@ -57,9 +57,16 @@ class PreviewOptions:
             raise ValueError(f"fps must be > 0, got {self.fps}")
 
 
+def _write_image(path: Path, bgr: np.ndarray, params: Optional[list] = None) -> None:
+    """Encode in memory, write with Python: a full disk raises OSError(ENOSPC) (no libpng/libjpeg noise)."""
+    ok, encoded = cv2.imencode(Path(path).suffix, bgr, params or [])
+    if not ok:
+        raise OSError(f"{path}: OpenCV could not encode the image")
+    Path(path).write_bytes(encoded.tobytes())
+
+
 def _write_png(path: Path, rgb: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: OpenCV could not write the image")
+    _write_image(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
 def network_image_to_original(rgb: np.ndarray, transform: ImageTransform) -> np.ndarray:
@@ -93,8 +100,7 @@ def write_input_frames(out_dir: Path, batch: ClipBatch) -> None:
             rgb = np.clip(np.rint(np.moveaxis(batch.images[t, v], 0, -1) * 255), 0, 255).astype(np.uint8)
             bgr = cv2.cvtColor(network_image_to_original(rgb, transform), cv2.COLOR_RGB2BGR)
             path = folder / frame_name(t, "jpg")
-            if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
-                raise OSError(f"{path}: OpenCV could not write the image")
+            _write_image(path, bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
 
 
 def write_previews(out_dir: Path, prediction: Prediction, batch: ClipBatch,
