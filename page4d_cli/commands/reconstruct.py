@@ -51,6 +51,7 @@ Preset = _choices("Preset", opt.PRESET_NAMES)
 WeightsSpec = _choices("WeightsSpec", opt.WEIGHT_SOURCES)
 PointsFrom = _choices("PointsFrom", opt.POINTS_FROM)
 MapFormat = _choices("MapFormat", opt.MAP_FORMATS)
+ColmapFormat = _choices("ColmapFormat", opt.COLMAP_FORMATS)
 
 
 def _fail(console: Console, message: str, code: int = EXIT_ERROR) -> None:
@@ -163,11 +164,19 @@ def reconstruct_cmd(
         help="Voxel size for point downsampling (world units).", show_default="none: every point")] = None,
     points_from: Annotated[PointsFrom, typer.Option(
         help="Points from depth + cameras, or from the point head.")] = PointsFrom(opt.POINTS_FROM[0]),
-    depth_format: Annotated[MapFormat, typer.Option(help="Depth map files: 16-bit png, npy or exr.")] = (
+    depth_format: Annotated[MapFormat, typer.Option(help=(
+        "Depth map files: 16-bit png, npy or exr (exr only with an OpenCV that can write it: checked before "
+        "reading, the error names the formats that work)."))] = (
         MapFormat(opt.MAP_FORMATS[0])),
     confidence: Annotated[bool, typer.Option("--confidence", metavar=FLAG, show_default=OFF, help="Also write confidence maps.")] = False,
-    colmap: Annotated[bool, typer.Option("--colmap", metavar=FLAG, show_default=OFF, help="Also write a COLMAP text model of one instant.")] = False,
+    colmap: Annotated[bool, typer.Option("--colmap", metavar=FLAG, show_default=OFF, help=(
+        "Also write a COLMAP model of one instant (colmap/sparse/0, with points3D.ply)."))] = False,
     colmap_frame: Annotated[int, typer.Option(help="Instant t of the COLMAP model.")] = 0,
+    colmap_format: Annotated[ColmapFormat, typer.Option(help="COLMAP model files: text (.txt) or bin (.bin).")] = (
+        ColmapFormat(opt.COLMAP_FORMATS[0])),
+    colmap_max_points: Annotated[int, typer.Option(
+        help="Most points in the COLMAP model (an even random subsample above it); 0 keeps every point.")] = (
+        opt.DEFAULT_COLMAP_MAX_POINTS),
     no_preview: Annotated[bool, typer.Option("--no-preview", metavar=FLAG, show_default=OFF, help=(
         "Skip preview/ (overview.png, depth.mp4, trajectory.png, and the input frames page4d view shows)."))] = False,
     view: Annotated[bool, typer.Option("--view", metavar=FLAG, show_default=OFF, help=(
@@ -192,7 +201,8 @@ def reconstruct_cmd(
         max_images_per_pass=max_images_per_pass, overlap=overlap,
         seed=seed, conf_percentile=conf_percentile, conf_threshold=conf_threshold, edge_filter=not no_edge_filter,
         voxel=voxel, points_from=points_from.value, depth_format=depth_format.value, confidence=confidence,
-        colmap=colmap, colmap_frame=colmap_frame, preview=not no_preview, command_line=_command_line(),
+        colmap=colmap, colmap_frame=colmap_frame, colmap_format=colmap_format.value,
+        colmap_max_points=colmap_max_points, preview=not no_preview, command_line=_command_line(),
     )
     if view:  # before the slow part: rerun-sdk and a display must be there
         from page4d_cli.view.session import ViewOptions, check_sink, import_rerun

@@ -43,6 +43,8 @@ DEFAULT_EDGE_REL_THRESHOLD = 0.05  # relative depth jump that marks a discontinu
 POINTS_FROM = ("depth", "head")
 MAP_FORMATS = ("png", "npy", "exr")
 MASK_MODES = ("binary", "probability")
+COLMAP_FORMATS = ("text", "bin")  # COLMAP's .txt or .bin model files (points3D.ply is written with both)
+DEFAULT_COLMAP_MAX_POINTS = 500_000  # even random subsample above this; 0 = every point
 
 
 def _choice(flag: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -88,6 +90,12 @@ def default_network_width(camera_width: int) -> int:
 def check_map_format(fmt: Optional[str], flag: str = "--depth-format") -> None:
     if fmt is not None:
         _choice(flag, fmt, MAP_FORMATS)
+
+
+def check_colmap(fmt: str, max_points: int) -> None:
+    """``--colmap-format`` and ``--colmap-max-points`` (0 = no cap)."""
+    _choice("--colmap-format", fmt, COLMAP_FORMATS)
+    _at_least("--colmap-max-points", max_points, 0, "0 keeps every point")
 
 
 def check_point_filter(conf_percentile: Optional[float], conf_threshold: Optional[float],

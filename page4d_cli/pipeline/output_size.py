@@ -13,7 +13,7 @@ from page4d_cli.pipeline.types import ClipBatch
 PLY_VERTEX_BYTES = 3 * 4 + 3  # float32 xyz + uchar RGB (export.write_point_clouds)
 MAP_BYTES_PER_PIXEL = {"png": 2.0, "npy": 4.0, "exr": 4.0}  # 16-bit PNG (upper bound), float32
 MASK_BYTES_PER_PIXEL = 0.25  # 8-bit PNG of a mostly flat binary mask (deflate)
-COLMAP_POINT_BYTES = 80  # one points3D.txt line
+COLMAP_POINT_BYTES = 80 + 27  # one points3D.txt line + its points3D.ply vertex
 COLMAP_IMAGE_BYTES_PER_PIXEL = 3.0  # RGB PNG (upper bound)
 RECORD_BYTES_PER_SAMPLE = 1_000  # cameras.json + run.json + trajectory line per (t, v)
 MARGIN = 1.1
@@ -43,7 +43,7 @@ def estimate_output_bytes(batch: ClipBatch, options) -> int:
         total += num_t * original_pixels * MASK_BYTES_PER_PIXEL
     if options.colmap_instant is not None:
         points = num_v * height * width
-        if options.colmap_max_points is not None:
+        if options.colmap_max_points:  # 0 = no cap
             points = min(points, options.colmap_max_points)
         total += points * COLMAP_POINT_BYTES + original_pixels * COLMAP_IMAGE_BYTES_PER_PIXEL
     return int(total * MARGIN) + 1_000_000  # + weights_provenance.json and file-system overhead

@@ -19,7 +19,8 @@ import numpy as np
 from page4d_cli.pipeline import export
 from page4d_cli.pipeline.errors import InputError
 from page4d_cli.pipeline.export_colmap import write_colmap_model
-from page4d_cli.pipeline.options import MASK_MODES, check_map_format
+from page4d_cli.pipeline.options import (COLMAP_FORMATS, DEFAULT_COLMAP_MAX_POINTS, MASK_MODES, check_colmap,
+                                         check_map_format)
 from page4d_cli.pipeline.records import build_cameras_json, write_cameras_json
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
@@ -35,7 +36,8 @@ class ExportOptions:
     mask_mode: Optional[str] = "binary"  # "binary" | "probability" | None (skipped anyway without a mask)
     write_trajectories: bool = True
     colmap_instant: Optional[int] = None  # instant for the COLMAP model; None = no COLMAP output
-    colmap_max_points: Optional[int] = 500_000  # random subsample above this (text files get big)
+    colmap_max_points: int = DEFAULT_COLMAP_MAX_POINTS  # even random subsample above this; 0 = every point
+    colmap_format: str = COLMAP_FORMATS[0]  # "text" | "bin"
 
     def __post_init__(self) -> None:
         """The export group's checks, once (the writers trust them); ``InputError`` names the option."""
@@ -48,6 +50,7 @@ class ExportOptions:
                              "(float32) or png (16-bit)")
         if self.colmap_instant is not None and self.colmap_instant < 0:
             raise InputError(f"--colmap-frame {self.colmap_instant}: must be 0 or more (a sampled instant)")
+        check_colmap(self.colmap_format, self.colmap_max_points)
 
 
 def export_reconstruction(out_dir: Path, pred: Prediction, batch: ClipBatch,
@@ -94,8 +97,8 @@ def _write_colmap(out_dir: Path, pred: Prediction, batch: ClipBatch, options: Ex
     points, colors = export.fused_points(pred, batch, options.colmap_instant, point_filter, min_conf)
     points, colors = export.voxel_downsample(points, colors, point_filter.voxel)
     limit = options.colmap_max_points
-    if limit is not None and len(points) > limit:
+    if limit and len(points) > limit:
         keep = np.sort(np.random.default_rng(0).choice(len(points), size=limit, replace=False))
         points, colors = points[keep], colors[keep]
     return write_colmap_model(out_dir / "colmap", pred, batch, options.colmap_instant, points, colors,
-                              frames=colmap_frames)
+                              frames=colmap_frames, fmt=options.colmap_format)
