@@ -38,8 +38,9 @@ from page4d_cli.pipeline.feedback import auto_mask_warnings, empty_point_warning
 from page4d_cli.pipeline.masks import check_masks_dir
 from page4d_cli.pipeline.output_dir import (DISK_FULL_ERRNOS, OutputDirError, atomic_output_dir, check_free_space,
                                             check_output_dir, disk_full_error, has_room, sweep_stale_siblings)
-from page4d_cli.pipeline.options import (DEFAULT_CONF_PERCENTILE, DEFAULT_DEVICE, DEFAULT_EDGE_REL_THRESHOLD,
-                                         DEFAULT_FRAMES, DEFAULT_MAX_IMAGES_PER_PASS, DEFAULT_OVERLAP, DEFAULT_PRESET,
+from page4d_cli.pipeline.options import (COLMAP_FORMATS, DEFAULT_COLMAP_MAX_POINTS, DEFAULT_CONF_PERCENTILE,
+                                         DEFAULT_DEVICE, DEFAULT_EDGE_REL_THRESHOLD, DEFAULT_FRAMES,
+                                         DEFAULT_MAX_IMAGES_PER_PASS, DEFAULT_OVERLAP, DEFAULT_PRESET,
                                          DEFAULT_SEED, NetworkOptions, ReadOptions)
 from page4d_cli.pipeline.output_size import estimate_output_bytes
 from page4d_cli.pipeline.predict import NetworkPredictor, repair_intrinsics
@@ -94,6 +95,8 @@ class ReconstructOptions:
     confidence: bool = False  # also write confidence maps (same format as depth)
     colmap: bool = False
     colmap_frame: int = 0  # instant t of the COLMAP model
+    colmap_format: str = COLMAP_FORMATS[0]  # text | bin
+    colmap_max_points: int = DEFAULT_COLMAP_MAX_POINTS  # 0 = every point
     preview: bool = True  # preview/ pictures (overview, depth video, trajectory, input frames); page4d_cli.preview
     # recorded in run.json; the CLI passes the real command line
     command_line: Optional[str] = None
@@ -126,7 +129,8 @@ class ReconstructOptions:
     def export_options(self) -> ExportOptions:
         return ExportOptions(point_filter=self.point_filter(), depth_format=self.depth_format,
                              confidence_format=self.depth_format if self.confidence else None,
-                             colmap_instant=self.colmap_frame if self.colmap else None)
+                             colmap_instant=self.colmap_frame if self.colmap else None,
+                             colmap_format=self.colmap_format, colmap_max_points=self.colmap_max_points)
 
 
 @dataclass
@@ -239,10 +243,10 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     read_options, _, export_options = check_options(options)
     # --overwrite never replaces the input (or the masks) nor a folder page4d did not write.
     protect = [Path(input_dir)] + ([Path(options.masks)] if options.masks is not None else [])
-    out_dir = check_output_dir(options.out if options.out is not None else default_output_dir(input_dir),
-                               options.overwrite, protect)
-    for note in sweep_stale_siblings(out_dir):
+    target = Path(options.out if options.out is not None else default_output_dir(input_dir)).expanduser().absolute()
+    for note in sweep_stale_siblings(target):  # first: it may put back an output moved aside by a killed run
         warn(note)
+    out_dir = check_output_dir(target, options.overwrite, protect)
     selection, finetuned, weight_notes = resolve_with_finetuned(options.weights, options.pi3, options.page4d,
                                                                 options.finetuned, options.preset)
     for note in weight_notes:
