@@ -292,6 +292,16 @@ def test_stale_temporary_folders_are_removed_or_reported(tmp_path):
     assert any("removed" in w for w in json.loads((out / "run.json").read_text())["warnings"])
 
 
+def test_an_overwrite_killed_between_its_renames_gets_the_previous_output_back(tmp_path):
+    out = tmp_path / "recon"
+    moved_aside = fake_page4d_output(tmp_path / ".recon.old-999999999-abcd1234")  # no such process
+    (moved_aside / "thesis.txt").write_text("keep")
+    result = run_cli(CAMS, *TINY, "--out", out, "-q")
+    assert result.exit_code == 1 and "already exists; pass --overwrite" in result.stderr  # it is back
+    assert (out / "thesis.txt").read_text() == "keep" and not moved_aside.exists()
+    assert f"restored {out}" in result.stderr
+
+
 # ----------------------------------------------------------------------------- 8. permissions
 
 

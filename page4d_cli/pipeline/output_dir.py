@@ -188,8 +188,10 @@ def _process_alive(pid: int) -> bool:
 def sweep_stale_siblings(target: Path) -> list[str]:
     """Remove ``.<name>.tmp-*``/``.old-*`` siblings of ``target`` left by runs whose process is gone.
 
-    Returns one line per sibling found: removed (its pid no longer runs), or left alone (its pid
-    still runs: another page4d is writing there; or no pid in its name: written by an older page4d).
+    Returns one line per sibling found: removed (its pid no longer runs), restored (an ``.old-`` folder
+    while the target is missing: a run was killed between the two renames of an overwrite, so it is
+    the previous output), or left alone (its pid still runs: another page4d is writing there; or no
+    pid in its name: written by an older page4d).
     """
     target = Path(target).absolute()
     notes: list[str] = []
@@ -206,11 +208,15 @@ def sweep_stale_siblings(target: Path) -> list[str]:
         elif int(pid) != os.getpid() and _process_alive(int(pid)):
             notes.append(f"{sibling}: being written by another running page4d (pid {pid}); its result will replace "
                          f"{target.name} only if that run was given --overwrite")
+        elif int(pid) != os.getpid() and match["kind"] == "old" and not target.exists():
+            os.rename(sibling, target)  # killed between the two renames of an overwrite: the previous output
+            notes.append(f"restored {target} from {sibling.name}: the previous output, moved aside by a run that was "
+                         f"killed while replacing it (pid {pid})")
         elif int(pid) != os.getpid():
             with signals.deferred():
                 shutil.rmtree(sibling, ignore_errors=True)
-            notes.append(f"removed {sibling}: the unfinished output of an interrupted run (pid {pid}, no longer "
-                         "running)")
+            what = "the unfinished output" if match["kind"] == "tmp" else "the replaced previous output"
+            notes.append(f"removed {sibling}: {what} of an interrupted run (pid {pid}, no longer running)")
     return notes
 
 
