@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from page4d_cli.pipeline import preprocess
+from page4d_cli.pipeline.options import DEFAULT_EDGE_REL_THRESHOLD
 from page4d_cli.pipeline.preprocess import intrinsics_to_original  # noqa: F401  (re-exported: one implementation)
 from page4d_cli.pipeline.types import ImageTransform
 
@@ -145,7 +146,7 @@ def valid_depth(depth: np.ndarray) -> np.ndarray:
     return np.isfinite(depth) & (depth > 0)
 
 
-def depth_edges(depth: np.ndarray, rel_threshold: float = 0.05) -> np.ndarray:
+def depth_edges(depth: np.ndarray, rel_threshold: float = DEFAULT_EDGE_REL_THRESHOLD) -> np.ndarray:
     """Flag depth discontinuities: ``[H, W]`` -> bool ``[H, W]`` (True = edge, drop the point).
 
     A pixel is an edge when any of its 8 neighbours differs from it by more than
