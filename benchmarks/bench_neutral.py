@@ -24,9 +24,13 @@ import argparse
 import contextlib
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: benchmarks.* importable
 
 import models.aggregator as aggregator_module
 from benchmarks.tensor_memory import peak_bytes

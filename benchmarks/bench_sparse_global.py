@@ -41,6 +41,7 @@ def run_one(method: str, T: int, V: int, px: int, dim: int, heads: int, threads:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from models.attention_ops import attention_half, mlp_half, project_qkv
+    from models.config import Page4DConfig
     from models.layers.rope import RotaryPositionEmbedding2D, patch_positions
     from models.sparse_global import SparseGlobalBlock
 
@@ -50,8 +51,10 @@ def run_one(method: str, T: int, V: int, px: int, dim: int, heads: int, threads:
     S, P = 5, grid * grid
     N = S + P
     strategy = method if method in ("landmark", "dilated", "memory_bank") else "dilated"
-    sparse = SparseGlobalBlock(dim, heads, 4.0, 1e-5, 1e-5, 0.01, RotaryPositionEmbedding2D(100.0), strategy, S,
-                               64, (1, 2, 4), 32).eval()
+    cfg = Page4DConfig.preset("full", embed_dim=dim, num_heads=heads, encoder={"num_heads": heads},
+                              camera_head={"num_heads": heads}, pi3_layers=0, sparse_strategy=strategy,
+                              landmark_k=64, dilated_levels=(1, 2, 4), memory_tokens_num=32)
+    sparse = SparseGlobalBlock(cfg, 0, RotaryPositionEmbedding2D(100.0)).eval()
     with torch.no_grad():
         sparse.gate.fill_(1.0)
     x = torch.randn(1, T, V, N, dim)

@@ -20,7 +20,8 @@ Optional (issue 3): Sparse Global-SA after the View-SA of ``sparse_global_layers
 layer's recorded output); the epipolar prior in the View-SA of ``epipolar_layers`` when cameras are
 given (``models/epipolar.py``).
 
-Block containers are indexed by the 0-based layer: ``time_blocks[k - 1]`` is layer k; in dual-stream
+Block containers are indexed by the 0-based layer (``Page4DConfig.*_indices``): ``time_blocks[k - 1]`` is
+layer k; in dual-stream
 mode the shared containers have no entry for L_mid layers.
 """
 
@@ -50,6 +51,8 @@ from models.sparse_global import (
 )
 from models.temporal_encoding import build_temporal_encoding
 from models.token_layout import (
+    AttentionKind,
+    Stream,
     from_time_sequences,
     from_view_sequences,
     to_time_sequences,
@@ -85,7 +88,7 @@ class AggregatorOutput:
     single-stream), "pose", "geo". Use ``pose(k)`` / ``geo(k)`` to read a stream with fallback to shared.
     """
 
-    layers: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    layers: dict[Stream, dict[int, torch.Tensor]] = field(default_factory=dict)
     patch_start: int = 5
     grid: tuple[int, int] = (0, 0)
     mask_tilde: Optional[torch.Tensor] = None  # [B, T, V, P]
@@ -93,7 +96,7 @@ class AggregatorOutput:
     mask_alpha: Optional[torch.Tensor] = None
     mask_beta: Optional[torch.Tensor] = None
 
-    def stream(self, name: str, k: int) -> torch.Tensor:
+    def stream(self, name: Stream, k: int) -> torch.Tensor:
         if k in self.layers.get(name, {}):
             return self.layers[name][k]
         return self.layers["shared"][k]
@@ -117,7 +120,7 @@ class Aggregator(nn.Module):
         self.reset_parameters()
         self.rope = RotaryPositionEmbedding2D(cfg.rope_freq) if cfg.rope_freq > 0 else None
 
-        self.mid = [k - 1 for k in cfg.mid_layers]
+        self.mid = list(cfg.mid_indices)
         self.dual = bool(cfg.enable_dual_stream and self.mid)
         shared = [k for k in range(cfg.depth) if not (self.dual and k in self.mid)]
         self.time_blocks = LayerModules({k: self._block(k) for k in shared})
@@ -141,13 +144,13 @@ class Aggregator(nn.Module):
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.encoder_chunk = 32  # images per encoder pass: bounds activation memory for long clips
         # Sparse Global-SA (models/sparse_global.py); built last so the other modules' init is unchanged.
-        self.sparse_layers = [k - 1 for k in cfg.sparse_global_layers] if cfg.enable_sparse_global else []
+        self.sparse_layers = list(cfg.sparse_global_indices)
         if self.sparse_layers:
             for name, blocks in build_sparse_blocks(cfg, self.mid[0] if self.dual else None, self.rope).items():
                 setattr(self, name, LayerModules(blocks))
             self.lambda_kpt = nn.Parameter(torch.zeros(()))
             self.sync_sparse_blocks()
-        self.epipolar_layers = {k - 1 for k in cfg.resolved_epipolar_layers} if cfg.enable_epipolar_prior else set()
+        self.epipolar_layers = cfg.epipolar_indices
         self._neutral = NeutralityCache()
         self.last_plan: Optional[NeutralPlan] = None  # the decisions of the last forward (visible, tested)
         self._position_cache: dict = {}
@@ -167,12 +170,12 @@ class Aggregator(nn.Module):
 
     def _block(self, k: int) -> Block:
         cfg = self.cfg
-        norm_eps, qk_eps = cfg.block_eps(k + 1)
+        norm_eps, qk_eps = cfg.block_eps_at(k)
         return Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qk_norm=True, norm_eps=norm_eps,
                      qk_norm_eps=qk_eps, layerscale_init=cfg.layerscale_init, rope=self.rope)
 
     # ------------------------------------------------------------------ blocks by layer and stream
-    def blocks_of(self, kind: str, k: int, stream: str) -> Block:
+    def blocks_of(self, kind: AttentionKind, k: int, stream: Stream) -> Block:
         """The block of ``kind`` ("time" / "view") at 0-based layer k for ``stream``."""
         if self.dual and k in self.mid:
             return getattr(self, f"{stream}_{kind}_blocks")[k]
@@ -188,7 +191,7 @@ class Aggregator(nn.Module):
             for k in container.layers():
                 yield name, k, container[k]
 
-    def sparse_blocks_of(self, k: int, stream: str) -> SparseGlobalBlock:
+    def sparse_blocks_of(self, k: int, stream: Stream) -> SparseGlobalBlock:
         return getattr(self, container_name(stream))[k]
 
     def all_sparse_blocks(self) -> Iterable[tuple[str, int, SparseGlobalBlock]]:
@@ -282,7 +285,7 @@ class Aggregator(nn.Module):
         positions, time_positions, view_positions = self._positions(grid, T, V, images.device)
         state = LayerInputs(plan, time_positions, view_positions,
                             torch.arange(T, device=images.device).repeat_interleave(N))
-        source = self.cfg.resolved_mask_source_layer
+        mask_after = self.cfg.mask_after_index
         epipolar = None
         if self.epipolar_layers and intrinsics is not None and V > 1:
             epipolar = EpipolarPrior(intrinsics, extrinsics, grid, self.cfg.patch_size, self.patch_start,
@@ -298,7 +301,7 @@ class Aggregator(nn.Module):
         def set_mask(layer_tokens: torch.Tensor) -> None:
             out.mask_tilde, out.mask, out.mask_alpha, out.mask_beta = self.compute_mask(layer_tokens, ext_mask, grid)
 
-        if source == 0:
+        if mask_after == -1:
             set_mask(tokens)
         streams = {"shared": tokens}
         for k in range(self.cfg.depth):
@@ -325,11 +328,11 @@ class Aggregator(nn.Module):
                 streams[name] = x_view
             if "pose" in out.layers and "geo" not in streams and k in out.layers["pose"]:
                 out.layers["geo"][k] = out.layers["pose"][k]  # identical streams: the same tensor
-            if k + 1 == source:
+            if k == mask_after:
                 set_mask(streams["shared"])
         return out
 
-    def _time_sa(self, k: int, stream: str, x: torch.Tensor, state: "LayerInputs") -> torch.Tensor:
+    def _time_sa(self, k: int, stream: Stream, x: torch.Tensor, state: LayerInputs) -> torch.Tensor:
         """Time-SA of 0-based layer k: x [B, T, V, N, C] -> [B, T, V, N, C]."""
         B, T, V = x.shape[:3]
         seq = to_time_sequences(x)
@@ -345,7 +348,7 @@ class Aggregator(nn.Module):
         seq = block(seq, state.time_positions, rotations, LowRankBias.concat(biases))
         return from_time_sequences(seq, B, T, V)
 
-    def _view_sa(self, k: int, stream: str, x: torch.Tensor, state: "LayerInputs",
+    def _view_sa(self, k: int, stream: Stream, x: torch.Tensor, state: LayerInputs,
                  epipolar: Optional[EpipolarPrior] = None) -> torch.Tensor:
         """View-SA of 0-based layer k (with the epipolar prior when given): [B, T, V, N, C] -> same."""
         B, T, V = x.shape[:3]

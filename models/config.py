@@ -260,9 +260,41 @@ class Page4DConfig:
             return self.mask_source_layer
         return self.mid_layers[0] - 1 if self.mid_layers else 0
 
+    # ----------------------------------------------------------------- 0-based layer indices
+    # The fields above are 1-based layer numbers (as the paper and the CLI speak); the code indexes
+    # containers 0-based. These are the only conversions.
+    @property
+    def mid_indices(self) -> tuple[int, ...]:
+        """0-based L_mid layers."""
+        return tuple(k - 1 for k in self.mid_layers)
+
+    @property
+    def sparse_global_indices(self) -> tuple[int, ...]:
+        """0-based layers followed by Sparse Global-SA (empty unless ``enable_sparse_global``), increasing."""
+        return tuple(sorted(k - 1 for k in self.sparse_global_layers)) if self.enable_sparse_global else ()
+
+    @property
+    def epipolar_indices(self) -> frozenset[int]:
+        """0-based layers whose View-SA uses the epipolar prior (empty unless ``enable_epipolar_prior``)."""
+        return frozenset(k - 1 for k in self.resolved_epipolar_layers) if self.enable_epipolar_prior else frozenset()
+
+    @property
+    def dpt_indices(self) -> tuple[int, int, int, int]:
+        """0-based layers read by the DPT heads."""
+        return tuple(k - 1 for k in self.dpt_layers)  # type: ignore[return-value]
+
+    @property
+    def mask_after_index(self) -> int:
+        """The mask is computed from the tokens after 0-based layer ``mask_after_index`` (-1: the encoder's)."""
+        return self.resolved_mask_source_layer - 1
+
     def block_eps(self, layer: int) -> tuple[float, float]:
         """(LayerNorm eps, q/k-norm eps) of the blocks of 1-based ``layer`` as built."""
         return PI3_BLOCK_EPS if layer <= self.pi3_layers else VGGT_BLOCK_EPS
+
+    def block_eps_at(self, index: int) -> tuple[float, float]:
+        """``block_eps`` of 0-based layer ``index``."""
+        return self.block_eps(index + 1)
 
     def replace(self, **changes) -> "Page4DConfig":
         """A copy with ``changes``; nested configs accept dicts (``encoder={"depth": 2}``)."""

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.layers.attention import LowRankBias
+from models.token_layout import AttentionKind, Stream
 
 
 class SpatialMaskHead(nn.Module):
@@ -143,7 +144,7 @@ class MaskBias(nn.Module):
         """The lambdas in force (after the clamp)."""
         return {name: float(self.value(name).detach()) for name in self.NAMES}
 
-    def bias(self, key_mask: torch.Tensor, stream: str, attention: str, num_special: int,
+    def bias(self, key_mask: torch.Tensor, stream: Stream, attention: AttentionKind, num_special: int,
              tokens_per_image: int) -> LowRankBias:
         """Bias for one attention call.
 

@@ -29,6 +29,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from models.token_layout import AttentionKind, Stream
+
 LAMBDA_PAIRS = {"view": ("lambda_pose", "lambda_geo"), "time": ("lambda_pose_t", "lambda_geo_t")}
 
 
@@ -41,7 +43,7 @@ class NeutralPlan:
     identity_temporal: frozenset = frozenset()
     zero_lambda_kpt: bool = False
 
-    def mask_bias_is_zero(self, stream: str, attention: str) -> bool:
+    def mask_bias_is_zero(self, stream: Stream, attention: AttentionKind) -> bool:
         """True when the mask bias of ``stream`` ("pose", "geo", "shared") in ``attention`` is exactly 0."""
         pose, geo = LAMBDA_PAIRS[attention]
         needed = {"pose": (pose,), "geo": (geo,), "shared": (pose, geo)}[stream]

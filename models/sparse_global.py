@@ -64,7 +64,7 @@ from models.sparse_strategies import (
     landmark_attention,
     select_anchors,
 )
-from models.token_layout import tokens_from_patches
+from models.token_layout import Stream, tokens_from_patches
 
 MEMORY_INIT_STD = 0.02
 
@@ -76,16 +76,18 @@ class SparseGlobalBlock(nn.Module):
             keypoint_score [B, T*V, P] | None) -> [B, T, V, N, C]
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, norm_eps: float, qk_norm_eps: float,
-                 layerscale_init: Optional[float], rope: Optional[nn.Module], strategy: str,
-                 num_special: int, landmark_k: int, dilated_levels: tuple[int, ...], memory_tokens: int) -> None:
+    def __init__(self, cfg: Page4DConfig, layer: int, rope: Optional[nn.Module] = None) -> None:
+        """The sparse block after the View-SA of 0-based ``layer`` (its sizes, numerics and strategy)."""
         super().__init__()
-        self.block = Block(dim, num_heads, mlp_ratio, qk_norm=True, norm_eps=norm_eps, qk_norm_eps=qk_norm_eps,
-                           layerscale_init=layerscale_init, rope=rope)
-        self.strategy = strategy
-        self.num_special = num_special
-        self.landmark_k = landmark_k
-        self.dilated_levels = tuple(dilated_levels)
+        dim = cfg.embed_dim
+        norm_eps, qk_norm_eps = cfg.block_eps_at(layer)
+        self.block = Block(dim, cfg.num_heads, cfg.mlp_ratio, qk_norm=True, norm_eps=norm_eps,
+                           qk_norm_eps=qk_norm_eps, layerscale_init=cfg.layerscale_init, rope=rope)
+        self.strategy = strategy = cfg.sparse_strategy
+        self.num_special = cfg.num_special_tokens
+        self.landmark_k = cfg.landmark_k
+        self.dilated_levels = tuple(cfg.dilated_levels)
+        memory_tokens = cfg.memory_tokens_num
         self.gate = nn.Parameter(torch.empty(dim))
         if strategy == "memory_bank":
             self.memory_tokens = nn.Parameter(torch.empty(memory_tokens, dim))
@@ -201,12 +203,12 @@ class SparseGlobalBlock(nn.Module):
         return self._memory_bank(x.reshape(B, -1, C), positions.repeat(1, T * V, 1), None)[1]
 
 
-def sparse_streams(k: int, split_layer: Optional[int]) -> tuple[str, ...]:
+def sparse_streams(k: int, split_layer: Optional[int]) -> tuple[Stream, ...]:
     """Streams with a sparse block at 0-based layer k; split_layer = first per-stream layer (None: single)."""
     return ("pose", "geo") if split_layer is not None and k >= split_layer else ("shared",)
 
 
-def container_name(stream: str) -> str:
+def container_name(stream: Stream) -> str:
     """``sparse_blocks`` (shared) / ``pose_sparse_blocks`` / ``geo_sparse_blocks``."""
     return "sparse_blocks" if stream == "shared" else f"{stream}_sparse_blocks"
 
@@ -215,17 +217,13 @@ def build_sparse_blocks(cfg: Page4DConfig, split_layer: Optional[int],
                         rope: Optional[nn.Module]) -> dict[str, dict[int, SparseGlobalBlock]]:
     """{container name: {0-based layer: block}} for ``cfg.sparse_global_layers``."""
     containers: dict[str, dict[int, SparseGlobalBlock]] = {}
-    for k in sorted(layer - 1 for layer in cfg.sparse_global_layers):
-        norm_eps, qk_eps = cfg.block_eps(k + 1)
+    for k in cfg.sparse_global_indices:
         for stream in sparse_streams(k, split_layer):
-            containers.setdefault(container_name(stream), {})[k] = SparseGlobalBlock(
-                cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, norm_eps, qk_eps, cfg.layerscale_init, rope,
-                cfg.sparse_strategy, cfg.num_special_tokens, cfg.landmark_k, cfg.dilated_levels,
-                cfg.memory_tokens_num)
+            containers.setdefault(container_name(stream), {})[k] = SparseGlobalBlock(cfg, k, rope)
     return containers
 
 
-def keypoint_bias(lambda_kpt: torch.Tensor, stream: str, keypoints: Optional[torch.Tensor],
+def keypoint_bias(lambda_kpt: torch.Tensor, stream: Stream, keypoints: Optional[torch.Tensor],
                   num_special: int) -> Optional[KeypointBias]:
     """lambda_kpt (clamped value) and keypoints [B, T, V, P] (pooled K_ext) -> bias for ``stream`` or None."""
     if keypoints is None or stream == "pose":

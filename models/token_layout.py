@@ -7,7 +7,15 @@ instant across cameras: ``[B*T, V*N, ...]``. Both round-trip exactly.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+
+# The token streams of the aggregator: "shared" (single stream, or before the split), then "pose"
+# (read by the camera head) and "geo" (read by the DPT heads) from the first mid layer on.
+Stream = Literal["shared", "pose", "geo"]
+# The two attention kinds of a layer.
+AttentionKind = Literal["time", "view"]
 
 
 def to_time_sequences(x: torch.Tensor) -> torch.Tensor:

@@ -73,7 +73,7 @@ class VGGT(nn.Module):
         if self.camera_head is not None:
             needed.add(self.config.depth - 1)
         if self.depth_head is not None or self.point_head is not None:
-            needed.update(k - 1 for k in self.config.dpt_layers)
+            needed.update(self.config.dpt_indices)
         return sorted(needed)
 
     def forward(self, images: torch.Tensor, ext_mask: Optional[torch.Tensor] = None,
@@ -114,8 +114,8 @@ class VGGT(nn.Module):
             dpt_inputs = None
             if self.depth_head is not None or self.point_head is not None:
                 dpt_dtype = _dtype(self.depth_head if self.depth_head is not None else self.point_head)
-                dpt_inputs = [agg.geo(k - 1).to(dpt_dtype).reshape(B, T * V, *agg.geo(k - 1).shape[3:])
-                              for k in cfg.dpt_layers]
+                dpt_inputs = [agg.geo(k).to(dpt_dtype).reshape(B, T * V, *agg.geo(k).shape[3:])
+                              for k in cfg.dpt_indices]
             if self.depth_head is not None:
                 depth, conf = self.depth_head(dpt_inputs, (H, W), agg.patch_start)
                 out["depth"] = depth.reshape(B, T, V, H, W, 1)

@@ -199,7 +199,11 @@ def test_blocks_copy_their_source_view_block_and_sync_recopies():
 # ------------------------------------------------------------------ attention patterns (block level)
 def make_block(strategy: str, C=32, heads=2, S=2, landmark_k=3, levels=(1, 2), memory=4) -> SparseGlobalBlock:
     torch.manual_seed(3)
-    block = SparseGlobalBlock(C, heads, 2.0, 1e-5, 1e-5, 0.5, None, strategy, S, landmark_k, levels, memory)
+    cfg = Page4DConfig.preset("tiny", embed_dim=C, num_heads=heads, mlp_ratio=2.0, layerscale_init=0.5,
+                              num_register_tokens=S - 1, encoder={"num_register_tokens": S - 1, "num_heads": heads},
+                              camera_head={"num_heads": heads}, pi3_layers=0, sparse_strategy=strategy,
+                              landmark_k=landmark_k, dilated_levels=levels, memory_tokens_num=memory)
+    block = SparseGlobalBlock(cfg, 0)
     with torch.no_grad():
         block.gate.fill_(1.0)
     return block.eval()
