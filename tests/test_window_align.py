@@ -141,13 +141,24 @@ def test_umeyama_degenerate_input_is_a_clear_error(src):
 # ----------------------------------------------------------------------------- planning
 
 
-@pytest.mark.parametrize("num, per_pass, overlap", [(12, 5, 2), (30, 8, 3), (9, 4, 1), (7, 7, 2), (3, 10, 2)])
+@pytest.mark.parametrize("num, per_pass, overlap", [(12, 5, 2), (30, 8, 3), (9, 4, 1), (7, 7, 2), (3, 10, 2),
+                                                    (24, 4, 1), (24, 12, 2), (25, 3, 2)])
 def test_plan_windows_covers_with_overlap(num, per_pass, overlap):
     windows = plan_windows(num, per_pass, overlap)
     assert windows[0][0] == 0 and windows[-1][1] == num
-    assert all(stop - start == min(per_pass, num) for start, stop in windows)
+    sizes = [stop - start for start, stop in windows]
+    assert max(sizes) <= per_pass and max(sizes) - min(sizes) <= 1  # even split, no stub window
     for (s0, e0), (s1, e1) in zip(windows, windows[1:]):
-        assert s0 < s1 and e1 > e0 and e0 - s1 >= overlap
+        assert s0 < s1 and e1 > e0 and e0 - s1 == overlap  # exactly the overlap is computed twice
+    fewest = 1 if num <= per_pass else -(-(num - overlap) // (per_pass - overlap))
+    assert len(windows) == fewest
+
+
+def test_window_plan_of_the_issue_repeats_only_the_overlap():
+    """T = 24, V = 4 at 48 images per pass: was [0, 12], [10, 22], [12, 24] (10 instants twice)."""
+    assert plan_windows(24, 48 // 4, 2) == [(0, 10), (8, 17), (15, 24)]
+    windows = plan_windows(24, 12, 2)
+    assert sum(stop - start for start, stop in windows) == 24 + 2 * (len(windows) - 1) == 28
 
 
 def test_plan_windows_rejects_bad_settings():

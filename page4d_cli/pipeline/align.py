@@ -128,9 +128,10 @@ def instants_per_pass(max_images_per_pass: int, num_cameras: int) -> int:
 def plan_windows(num_instants: int, max_instants: int, overlap: int = DEFAULT_OVERLAP) -> list[tuple[int, int]]:
     """Overlapping windows ``[(start, stop), ...]`` (stop exclusive) covering ``range(num_instants)``.
 
-    One window when everything fits. Otherwise windows of ``max_instants`` advance by
-    ``max_instants - overlap``; the last one is shifted back to end at ``num_instants`` so every
-    pass is full (its overlap with the previous window may then exceed ``overlap``).
+    One window when everything fits. Otherwise the fewest windows of at most ``max_instants`` that
+    share exactly ``overlap`` instants with their neighbour: ``n = ceil((T - overlap) / (L - overlap))``
+    windows over ``T + (n - 1) * overlap`` instants in all, split as evenly as possible (sizes differ by
+    at most one; no instant is computed more often than the overlap asks, and no window is a stub).
     """
     if num_instants < 1:
         raise ValueError(f"need at least one instant, got {num_instants}")
@@ -141,16 +142,14 @@ def plan_windows(num_instants: int, max_instants: int, overlap: int = DEFAULT_OV
     if max_instants <= overlap:
         raise ValueError(f"a pass of {max_instants} instants cannot overlap by {overlap}; "
                          "raise max_images_per_pass or lower the overlap")
-    step = max_instants - overlap
-    windows = []
-    start = 0
-    while True:
-        stop = start + max_instants
-        if stop >= num_instants:
-            windows.append((num_instants - max_instants, num_instants))
-            return windows
+    count = -(-(num_instants - overlap) // (max_instants - overlap))
+    base, longer = divmod(num_instants + (count - 1) * overlap, count)
+    windows, start = [], 0
+    for k in range(count):
+        stop = start + base + (1 if k < longer else 0)
         windows.append((start, stop))
-        start += step
+        start = stop - overlap
+    return windows
 
 
 def slice_clip_batch(batch: ClipBatch, start: int, stop: int) -> ClipBatch:
