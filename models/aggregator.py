@@ -15,7 +15,8 @@ pose and geometry streams carry their own tokens to the last layer. L_mid layers
 (``pose_time_blocks`` ... ``geo_view_blocks``); after L_mid both streams use the shared blocks.
 The camera head reads the pose stream, the DPT heads the geometry stream.
 
-Optional (issue 3): Sparse Global-SA after the View-SA of ``sparse_global_layers`` on all T*V*N tokens
+Optional (docs/design.md, "Sparse Global-SA"): Sparse Global-SA after the View-SA of
+``sparse_global_layers`` on all T*V*N tokens
 (``models/sparse_global.py``: its output replaces the stream's tokens and the View-SA half of that
 layer's recorded output); the epipolar prior in the View-SA of ``epipolar_layers`` when cameras are
 given (``models/epipolar.py``).
@@ -130,7 +131,7 @@ class Aggregator(nn.Module):
             self.pose_view_blocks = LayerModules({k: self._block(k) for k in self.mid})
             self.geo_time_blocks = LayerModules({k: self._block(k) for k in self.mid})
             self.geo_view_blocks = LayerModules({k: self._block(k) for k in self.mid})
-            # Both streams start from the same weights (DESIGN.md), also when randomly initialised.
+            # Both streams start from the same weights (docs/design.md, "Two streams"), also when randomly initialised.
             self.geo_time_blocks.load_state_dict(self.pose_time_blocks.state_dict(), assign=False)
             self.geo_view_blocks.load_state_dict(self.pose_view_blocks.state_dict(), assign=False)
 

@@ -10,7 +10,7 @@ Presets (``Page4DConfig.preset(name)``):
 - ``full``: the pretrained size (DINOv2 ViT-L/14 encoder, embed 1024, 24 layers, 16 heads), dual stream,
   mid-stage layers 8-12, heads reading layers 5, 12, 18, 24 (VGGT's 0-based 4, 11, 17, 23).
 - ``small``: embed 128, 8 layers, for CPU experiments.
-- ``tiny``: embed 64, 4 layers: the sizes of the fidelity fixtures in ``shared/reference/fixtures``.
+- ``tiny``: embed 64, 4 layers: the sizes of the fidelity fixtures (tests/test_fidelity_fixtures.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ MASK_HEAD_LAYOUTS = ("official", "ckpt150")
 TEMPORAL_ENCODINGS = ("rope", "alibi", "none")
 SPARSE_STRATEGIES = ("landmark", "dilated", "memory_bank")
 
-# Numerics of the two sources of aggregator blocks (ARCHITECTURE_FACTS.md): Pi3 decoder blocks use
+# Numerics of the two sources of aggregator blocks (docs/design.md, "Attention numerics"): Pi3 blocks use
 # LayerNorm eps 1e-6 with q/k norms at 1e-5; VGGT / PAGE-4D aggregator blocks use 1e-5 everywhere.
 PI3_BLOCK_EPS = (1e-6, 1e-5)
 VGGT_BLOCK_EPS = (1e-5, 1e-5)
@@ -131,7 +131,7 @@ class Page4DConfig:
     # Relative temporal position encoding inside Time-SA.
     temporal_encoding: str = "rope"
 
-    # Sparse Global-SA and the epipolar prior (issue 3).
+    # Sparse Global-SA and the epipolar prior (docs/design.md, "Sparse Global-SA").
     enable_sparse_global: bool = False
     sparse_global_layers: tuple[int, ...] = ()
     sparse_strategy: str = "landmark"

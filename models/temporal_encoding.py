@@ -1,6 +1,7 @@
 """Relative temporal position encoding for Time-SA: RoPE (default) or ALiBi.
 
-Both start neutral (DESIGN.md): the RoPE variant has learnable per-head frequencies at 0 (the rotation
+Both start neutral (docs/design.md, "New parts start neutral"): the RoPE variant has learnable
+per-head frequencies at 0 (the rotation
 is the identity), the ALiBi variant learnable per-head slopes at 0 (the bias is zero). Both depend on
 time differences only. One module per layer; the two streams of a mid layer share it.
 

@@ -220,7 +220,7 @@ def test_pi3_only_reproduces_a_plain_pi3_decoder_pass(files):
 
 
 def pi3_decoder_reference(w, patches, rows, cols, layers, heads):
-    """Pi3's decoder written out from ARCHITECTURE_FACTS.md: registers + patches, RoPE (100, +1),
+    """Pi3's decoder written out from docs/design.md ("Attention numerics"): registers + patches, RoPE (100, +1),
     even blocks within each image, odd blocks across images; returns concat(frame, global) per layer."""
     n_img, P, C = patches.shape
     x = torch.cat((w["register_token"][0].expand(n_img, -1, -1), patches), dim=1)  # [V, 5+P, C]

@@ -1,6 +1,6 @@
 """Rotary position embeddings: 2D (patch row/column) and the relative temporal rotation of Time-SA.
 
-2D RoPE follows the pretrained models exactly (ARCHITECTURE_FACTS.md): the head dimension D is split
+2D RoPE follows the pretrained models exactly (docs/design.md, "Attention numerics"): the head dimension D is split
 in two halves; the first half is rotated by the row y, the second by the column x. Within a half of
 size D/2 the inverse frequencies are 1 / base^(2i / (D/2)), i = 0 .. D/4 - 1, the angles are
 duplicated to D/2 and applied rotate-half style: x * cos + rotate_half(x) * sin, with
@@ -9,7 +9,7 @@ rotate_half(a, b) = (-b, a).
 The temporal rotation adds an angle ``f_h * inv_freq_i * t`` on the same planes (2D rotations of one
 plane commute and add up), so q_t . k_t' depends on t' - t only: a relative encoding. ``f_h`` is a
 learnable per-head frequency that starts at 0, which makes the rotation the identity at
-initialization (DESIGN.md: new parts start neutral).
+initialization (docs/design.md, "New parts start neutral").
 """
 
 from __future__ import annotations

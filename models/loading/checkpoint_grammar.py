@@ -6,7 +6,7 @@ binding local sizes such as the block width ``W``). Shapes are ints or small ari
 over named sizes (``"3*W"``, ``"W//NH"``). :func:`expand` is the one function that turns a layout and
 a set of sizes into ``(name, shape)`` pairs, in the order the real files store them.
 
-At the full sizes these rules reproduce ``shared/reference/keys/*.json`` name for name and shape for
+At the full sizes these rules reproduce the real key lists (``tests/data/keys``) name for name and shape for
 shape (tested); at small sizes they reproduce the fixtures' ``weights.safetensors``.
 
 ``pi3x`` is approximate: its extra module names come from the public Pi3X source (``pi3x.py``), with

@@ -31,7 +31,7 @@ from models.loading.checkpoint_io import SAFETENSORS_DTYPES
 
 LAYOUTS = tuple(LAYOUT_RULES)
 
-# The fixtures' sizes (shared/reference/fixtures/*/config.json), small enough for any unit test.
+# The sizes of the reference fixtures (tests/test_fidelity_fixtures.py), small enough for any unit test.
 TINY = dict(
     embed_dim=64, encoder_depth=2, depth=4, num_heads=4, dpt_features=32, dpt_out_channels=(16, 32, 64, 64),
     camera_trunk_depth=2, track_head=False, pi3_heads=("point",), pi3_head_depth=1,

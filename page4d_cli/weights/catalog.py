@@ -1,6 +1,6 @@
 """The pretrained files page4d knows how to fetch, and the terms they come with.
 
-Facts from ``shared/reference/ARCHITECTURE_FACTS.md`` ("Where the weights are"). Sizes here are
+Facts from docs/design.md ("Weights on this machine"). Sizes here are
 only estimates for messages; the real size always comes from the hub's metadata at fetch time.
 
 Licence policy (decided here, enforced in :mod:`page4d_cli.weights.fetch`):
