@@ -1,0 +1,173 @@
+"""The training loop on CPU (tiny network, in-memory clips): loss goes down, frozen tensors stay, the run
+folder, NaN steps skipped, exact resume, Ctrl-C checkpoint, bad input (page4d_cli/train/loop.py ...)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from tests.train_fakes import FakeClipDataset, tiny_config
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dataset(**kw):
+    return FakeClipDataset(length=2, frames=2, cameras=2, size=28, **kw)
+
+
+def _config(tmp_path, name="run", **changes):
+    base = dict(out=str(tmp_path / name), steps=3, batch=2, train="page4d", lr=1e-3, lr_new=1e-2, save="full",
+                size=28)
+    base.update(changes)
+    return tiny_config(tmp_path, **base)
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _fresh_model(cfg):
+    from page4d_cli.train.session import build_model
+
+    return build_model(cfg, None)[0]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    from page4d_cli.train.loop import train
+
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = _config(tmp)
+    result = train(cfg, dataset=_dataset(), log=lambda _: None)
+    return cfg, result
+
+
+def test_loss_decreases_frozen_unchanged_and_run_folder(reference):
+    cfg, result = reference
+    run = Path(cfg.out)
+    records = _metrics(run)
+    assert [r["step"] for r in records] == [1, 2, 3] and result.step == 3 and result.skipped == 0
+    assert records[-1]["loss"] < records[0]["loss"]
+    for key in ("loss_camera", "loss_T", "loss_R", "loss_FoV", "loss_conf_depth", "loss_reg_depth", "loss_grad_depth",
+                "loss_conf_point", "loss_reg_point", "loss_grad_point", "lr_blocks", "lr_new", "grad_norm",
+                "grad_norm_aggregator", "skipped", "images_per_s", "peak_memory_mb"):
+        assert key in records[0], key
+    assert records[0]["lr_new"] == pytest.approx(1e-2) and records[0]["lr_blocks"] == pytest.approx(1e-3)
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["format"] == "page4d-train-run" and config["version"] == 1
+    assert config["network"]["depth"] == 4 and config["training"]["train"] == "page4d"
+    assert {"torch", "page4d", "python"} <= set(config["versions"])
+    with safe_open(str(run / "weights.safetensors"), framework="pt") as fh:
+        assert fh.metadata()["step"] == "3" and fh.metadata()["run"] == run.name
+    assert torch.load(run / "train_state.pt", weights_only=True)["step"] == 3
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+    from page4d_cli.train.param_groups import select_trainable
+
+    fresh = _fresh_model(cfg)
+    trained = set(select_trainable(fresh, "page4d"))
+    saved = load_file(str(run / "weights.safetensors"))
+    before = dict(fresh.named_parameters())
+    frozen = [n for n in before if n not in trained]
+    assert frozen and all(torch.equal(saved[n], before[n].detach()) for n in frozen)
+    for name in ("aggregator.mask_bias.lambda_pose", "aggregator.mask_bias.lambda_geo_t",
+                 "aggregator.temporal_pos.1.freq", "aggregator.pose_time_blocks.1.attn.qkv.weight"):
+        assert not torch.equal(saved[name], before[name].detach()), name
+
+
+def test_resume_continues_exactly(reference, tmp_path):
+    from page4d_cli.train.loop import train
+    from page4d_cli.train.session import resume_config
+
+    ref_cfg, _ = reference
+    cfg = _config(tmp_path, name="resumed", stop_at=1)
+    first = train(cfg, dataset=_dataset(), log=lambda _: None)
+    assert first.step == 1
+    resumed_cfg, network = resume_config(Path(cfg.out), {"stop_at": None})
+    second = train(resumed_cfg, dataset=_dataset(), resume=True, log=lambda _: None)
+    assert second.step == 3
+    ref, res = _metrics(Path(ref_cfg.out)), _metrics(Path(cfg.out))
+    assert [r["step"] for r in res] == [1, 2, 3]
+    assert [r["loss"] for r in res] == [r["loss"] for r in ref]
+    a, b = load_file(str(Path(ref_cfg.out) / "weights.safetensors")), load_file(str(Path(cfg.out) / "weights.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_other_options(reference, tmp_path):
+    from typer.testing import CliRunner
+
+    from page4d_cli.main import app
+
+    cfg, _ = reference
+    result = CliRunner().invoke(app, ["train", "--resume", cfg.out, "--steps", "7"])
+    assert result.exit_code == 1
+    assert "steps: 3 vs 7" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_non_finite_step_is_skipped_and_not_written(tmp_path):
+    from page4d_cli.train.loop import train
+
+    cfg = _config(tmp_path, steps=1, batch=1)
+    result = train(cfg, dataset=FakeClipDataset(length=1, frames=2, cameras=2, size=28, nan_index=0),
+                   log=lambda _: None)
+    assert result.skipped == 1
+    record = _metrics(Path(cfg.out))[0]
+    assert record["skipped"] == 1 and record["loss"] is None
+    saved = load_file(str(Path(cfg.out) / "weights.safetensors"))
+    fresh = dict(_fresh_model(cfg).named_parameters())
+    assert all(torch.equal(saved[n], fresh[n].detach()) for n in saved)
+    assert torch.load(Path(cfg.out) / "train_state.pt", weights_only=True)["optimizer"]["state"] == {}
+
+
+CHILD = """
+import sys
+sys.path.insert(0, {root!r})
+from tests.train_fakes import FakeClipDataset, tiny_config
+from page4d_cli.commands.train import run_training
+from pathlib import Path
+cfg = tiny_config(Path({tmp!r}), steps=1000, size=28, train="new")
+sys.exit(run_training(cfg, dataset=FakeClipDataset(length=2, frames=2, cameras=2, size=28)))
+"""
+
+
+def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", CHILD.format(root=str(ROOT), tmp=str(tmp_path))],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and metrics.read_text().strip()) and child.poll() is None:
+        assert time.monotonic() < deadline, "no training step within 300 s"
+        time.sleep(0.2)
+    os.kill(child.pid, signal.SIGINT)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 130, err
+    assert "interrupted at step" in err and "--resume" in err
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    with safe_open(str(tmp_path / "run" / "weights.safetensors"), framework="pt") as fh:
+        assert int(fh.metadata()["step"]) == state["step"] >= 1
+    assert len(_metrics(tmp_path / "run")) == state["step"]
+
+
+def test_bad_run_folders(tmp_path):
+    from page4d_cli.train.run_folder import RunFolderError, check_new_run_folder
+    from page4d_cli.train.session import resume_config
+
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "mine.txt").write_text("x")
+    with pytest.raises(RunFolderError, match="not empty"):
+        check_new_run_folder(tmp_path / "busy")
+    with pytest.raises(RunFolderError, match="--resume needs a folder written by"):
+        resume_config(tmp_path / "busy")
+    assert (tmp_path / "busy" / "mine.txt").read_text() == "x"
