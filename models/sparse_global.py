@@ -25,6 +25,11 @@ Keypoint bias (lambda_kpt, one learnable scalar, 0 at init, clamped to +-lambda_
 logits[q, k] += lambda_kpt * K_ext[k] on patch keys (0 at specials and memory keys). Geometry stream:
 every query; shared stream: patch queries only (camera/register rows feed the pose); pose stream: no
 bias. Key-only, carried as extra q/k channels (``LowRankBias``), never an L x L tensor.
+With ``memory_bank`` the keypoint-carrying keys (clip tokens) are attended only by the memory read, whose
+queries are the memory tokens: the geometry stream biases that read; in the shared stream lambda_kpt has
+NO effect, by design - memory queries are not patch queries, and a biased read would carry the keypoint
+preference through the write into the camera/register tokens that feed the pose, which the shared-stream
+rule exists to prevent (tests/test_sparse_global.py checks both).
 
 Initialisation (stage-3 rule): each sparse block starts as a copy of the View-SA block of the layer it
 follows, same stream (``Aggregator.blocks_of("view", k, stream)``), and enters through a per-channel

@@ -393,6 +393,28 @@ def test_lambda_kpt_in_shared_stream_only_biases_patch_queries():
     assert (before["tokens"][:, :, ~is_special] - after["tokens"][:, :, ~is_special]).abs().max() > 1e-4
 
 
+def test_lambda_kpt_has_no_effect_with_memory_bank_in_the_shared_stream_by_design():
+    cfg = Page4DConfig.preset("tiny", enable_sparse_global=True, sparse_global_layers=[1],
+                              sparse_strategy="memory_bank", img_size=PX, landmark_k=4)
+    blocks = build_sparse_blocks(cfg, split_layer=0, rope=None)  # layer 1 after the split: pose / geo
+    shared = build_sparse_blocks(cfg, split_layer=None, rope=None)["sparse_blocks"][0]
+    shared.load_state_dict(blocks["geo_sparse_blocks"][0].state_dict())
+    x = clip(T=2, V=2, N=21, C=cfg.embed_dim)
+    keypoints = torch.zeros(1, 2, 2, 16)
+    keypoints[..., 3] = 1.0
+    positions = patch_positions(1, 4, 4, 5)
+    with torch.no_grad():
+        for block in (shared, blocks["geo_sparse_blocks"][0]):
+            block.gate.fill_(1.0)
+        stream_of = {id(shared): "shared", id(blocks["geo_sparse_blocks"][0]): "geo"}
+        out = {}
+        for block in (shared, blocks["geo_sparse_blocks"][0]):
+            name = stream_of[id(block)]
+            out[name] = [block(x, positions, keypoint_bias(torch.tensor(lam), name, keypoints, 5)) for lam in (0.0, 1.5)]
+    assert torch.equal(out["shared"][0], out["shared"][1])  # shared stream: no query is a patch query
+    assert (out["geo"][0] - out["geo"][1]).abs().max() > 1e-5  # geometry stream: the memory read is biased
+
+
 def test_lambda_kpt_end_to_end_pose_stream_unchanged():
     model = tiny_model("landmark", sparse_global_layers=[3])
     open_gates(model)
