@@ -169,7 +169,8 @@ def load_sample(clip, frames: np.ndarray, cameras: np.ndarray, spec: SampleSpec)
     valid = depth > 0
     points = unproject_all(depth, K, E)
     distance = np.linalg.norm(points, axis=-1)
-    avg = float(np.clip((distance * valid).sum() / (valid.sum() + SCALE_EPS), *SCALE_RANGE))
+    # No valid GT point at all (an empty depth set): keep the units rather than divide by the clamp floor.
+    avg = float(np.clip((distance * valid).sum() / (valid.sum() + SCALE_EPS), *SCALE_RANGE)) if valid.any() else 1.0
     points /= avg
     depth /= avg
     E[..., :3, 3] /= avg
