@@ -52,8 +52,8 @@ def synthetic_clip(num_instants: int, num_cameras: int, original=(640, 480), wid
             depth[t, v] = 1.0 + 3.0 * (1 - yy / H) + 0.2 * v
             depth[t, v][sphere] = 0.8
             mask[t, v][sphere] = 1.0
-    conf = (1 + np.exp(cv2.GaussianBlur(rng.normal(1, 1, (num_instants * num_cameras, H, W)).astype(np.float32)
-                                        .transpose(1, 2, 0), (0, 0), 6).transpose(2, 0, 1)))
+    noise = rng.normal(1, 1, (num_instants * num_cameras, H, W)).astype(np.float32)
+    conf = 1 + np.exp(np.stack([cv2.GaussianBlur(plane, (0, 0), 6) for plane in noise]))
     conf = conf.reshape(num_instants, num_cameras, H, W).astype(np.float32)
     extrinsic = np.broadcast_to(np.eye(4), (num_instants, num_cameras, 4, 4)).copy()
     for v in range(num_cameras):

@@ -130,6 +130,7 @@ def view(out_dir, options: Optional[ViewOptions] = None,
     shown = []
     for t in range(folder.num_instants):
         shown.append(log_instant(rr, rec, folder, t, options.max_points, frustum_depth))
+        rec.flush()  # hand this instant to the sink before reading the next: memory stays at one instant
         if progress is not None:
             progress(t + 1, folder.num_instants)
     rec.flush()
