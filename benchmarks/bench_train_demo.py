@@ -83,20 +83,33 @@ def train(work: Path, name: str, data: Path, args: list) -> tuple[Path, list[dic
 
 
 def heldout_metrics(work: Path, clips: list[Path], run_dir, size: int, frames: int = 4) -> dict:
-    """Mean ATE / AbsRel / delta over the held-out clips of ``reconstruct`` (+ ``finetuned=run_dir``)."""
-    from page4d_cli.eval import evaluate
+    """Mean ATE / AbsRel / delta over the held-out clips of ``reconstruct`` (+ ``finetuned=run_dir``).
+
+    Cached in WORK/eval_cache.json per (network, clips, size): a rerun of the script does not redo it.
+    """
+    from page4d_cli.eval import EvalOptions, evaluate
     from page4d_cli.pipeline.reconstruct import ReconstructOptions, reconstruct
 
+    label = Path(run_dir).name if run_dir else "untrained"
+    key = f"{label}|{','.join(c.name for c in clips)}|{size}|{frames}"
+    cache_path = work / "eval_cache.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    if key in cache:
+        return cache[key]
     rows = []
     for clip in clips:
-        out = work / "eval_tmp" / clip.name
+        out = work / "eval_tmp" / label / clip.name  # parts may run in parallel
         options = ReconstructOptions(frames=frames, size=size, preset="tiny", weights="random", finetuned=run_dir,
                                      out=out, overwrite=True, preview=False, seed=0)
         reconstruct(clip, options)
-        rows.append(evaluate(out, clip).summary())
+        rows.append(evaluate(out, clip, EvalOptions(points=False)).summary())  # no Chamfer: not reported
         shutil.rmtree(out)
     keys = ("ate", "abs_rel", "delta_1_25", "rpe_rot_deg")
-    return {key: statistics.fmean(r[key] for r in rows if r[key] is not None) for key in keys} | {"clips": rows}
+    result = {key: statistics.fmean(r[key] for r in rows if r[key] is not None) for key in keys} | {"clips": rows}
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    cache[key] = result
+    cache_path.write_text(json.dumps(cache, indent=1))
+    return result
 
 
 def stream_stats(clips: list[Path], run_dir, size: int) -> dict:
