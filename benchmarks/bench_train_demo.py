@@ -190,6 +190,24 @@ def part_c(work: Path, data: Path, opts) -> dict:
     return {"steps_per_run": opts.cost_steps, "size": opts.size, "images_per_step": 8, "rows": rows}
 
 
+def observed_cost(work: Path) -> list[dict]:
+    """Step time and peak RSS of every finished run in WORK/runs (what a) and b) cost), from its logs."""
+    rows = []
+    for config_path in sorted((work / "runs").glob("*/config.json")):
+        metrics_path = config_path.parent / "metrics.jsonl"
+        if not metrics_path.is_file():
+            continue
+        training = json.loads(config_path.read_text())["training"]
+        metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+        later = metrics[1:] or metrics
+        rows.append({"run": config_path.parent.name, "preset": training["preset"], "group": training["train"],
+                     "checkpointing": training["checkpointing"],
+                     "images": training["frames"] * training["cameras"] * training["batch"], "size": training["size"],
+                     "steps": len(metrics), "step_s": statistics.median(m["step_s"] for m in later),
+                     "peak_rss_mb": max(m["peak_memory_mb"] for m in metrics)})
+    return rows
+
+
 # ----------------------------------------------------------------------------- tables
 
 
@@ -197,7 +215,7 @@ def fmt(value, digits=3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def print_tables(results: dict) -> None:
+def print_tables(results: dict, work: Path) -> None:
     if "a" in results:
         a = results["a"]
         print(f"\n### a) from scratch (tiny, --train all, {a['steps']} steps, lr {a['lr']}, {a['size']} px; "
@@ -233,6 +251,14 @@ def print_tables(results: dict) -> None:
         for r in c["rows"]:
             print(f"| {r['preset']} | {r['group']} | {'on' if r['checkpointing'] else 'off'} | {r['step_s']:.2f} | "
                   f"{r['images_per_s']:.2f} | {r['peak_rss_mb']:.0f} |")
+    rows = observed_cost(work)
+    if rows:
+        print("\n### cost observed in the runs above (median s/step after the first step; peak RSS of the process)\n")
+        print("| run | preset | --train | checkpointing | images/step | px | steps | s/step | peak RSS (MiB) |\n"
+              "|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['run']} | {r['preset']} | {r['group']} | {'on' if r['checkpointing'] else 'off'} | "
+                  f"{r['images']} | {r['size']} | {r['steps']} | {r['step_s']:.1f} | {r['peak_rss_mb']:.0f} |")
 
 
 def main() -> None:
@@ -278,7 +304,7 @@ def main() -> None:
             results = {**on_disk, "machine": results["machine"], part: results[part]}  # parts may run in parallel
             results_path.write_text(json.dumps(results, indent=1))
             print(f"part {part}: {results[part]['wall_s']:.0f} s", flush=True)
-    print_tables(results)
+    print_tables(results, work)
 
 
 if __name__ == "__main__":
