@@ -19,12 +19,16 @@ import numpy as np
 
 # ----------------------------------------------------------------------------------------- textures
 def hash01(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
-    """Deterministic lattice noise in [0, 1] from integer coordinates (no floating-point hashing)."""
-    h = (ix.astype(np.int64) * 73856093) ^ (iy.astype(np.int64) * 19349663) ^ (seed * 83492791)
-    h &= 0xFFFFFFFF
-    h = ((h ^ (h >> 13)) * 1274126177) & 0xFFFFFFFF
-    h ^= h >> 16
-    return (h & 0xFFFF) / 65535.0
+    """Deterministic lattice noise in [0, 1] from integer coordinates (no floating-point hashing).
+
+    32-bit arithmetic that wraps (uint32), i.e. every product and shift taken modulo 2^32.
+    """
+    x = ix.astype(np.int32).view(np.uint32)  # floor()ed floats -> two's complement bits
+    y = iy.astype(np.int32).view(np.uint32)
+    h = (x * np.uint32(73856093)) ^ (y * np.uint32(19349663)) ^ np.uint32((seed * 83492791) & 0xFFFFFFFF)
+    h = (h ^ (h >> np.uint32(13))) * np.uint32(1274126177)
+    h ^= h >> np.uint32(16)
+    return (h & np.uint32(0xFFFF)) / 65535.0
 
 
 def value_noise(u: np.ndarray, v: np.ndarray, seed: int) -> np.ndarray:
@@ -210,17 +214,30 @@ def camera_rays(scene: SynthScene, t: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(origins), np.concatenate(dirs)
 
 
+def _groups(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, bounds): ``labels[order]`` is sorted and label k occupies ``order[bounds[k]:bounds[k+1]]``.
+
+    One gather per array and contiguous slices are much cheaper than a boolean mask per label.
+    """
+    order = np.argsort(labels, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=count))])
+    return order, bounds
+
+
 def _shade_room(scene: SynthScene, points: np.ndarray, faces: np.ndarray):
-    colour = np.zeros_like(points)
+    colour = np.empty_like(points)
     normals = np.zeros_like(points)
+    order, bounds = _groups(faces, 6)
+    sorted_points = points[order]
     for face, style in enumerate(scene.room_styles):
-        sel = faces == face
-        if not sel.any():
+        lo, hi = bounds[face], bounds[face + 1]
+        if lo == hi:
             continue
         axis, high = divmod(face, 2)
-        u, v = [points[sel, a] * style.uv_scale for a in range(3) if a != axis]
-        colour[sel] = texture(u, v, style.base, style.seed, style.tile)
-        normals[sel, axis] = -1.0 if high else 1.0  # facing into the room
+        rows = order[lo:hi]
+        u, v = [sorted_points[lo:hi, a] * style.uv_scale for a in range(3) if a != axis]
+        colour[rows] = texture(u, v, style.base, style.seed, style.tile)
+        normals[rows, axis] = -1.0 if high else 1.0  # facing into the room
     return colour, normals
 
 
@@ -231,18 +248,19 @@ def render_frame(scene: SynthScene, t: int) -> tuple[np.ndarray, np.ndarray, np.
     t_room, faces = hit_room(origins, dirs, scene.room_lo, scene.room_hi)
     hits = np.stack([t_room] + [hit_solid(solid, t, origins, dirs) for solid in scene.solids], axis=1)
     which = np.argmin(hits, axis=1)  # 0 = room, k = solids[k - 1]
-    depth = hits[np.arange(len(which)), which]
+    depth = np.take_along_axis(hits, which[:, None], axis=1)[:, 0]
     points = origins + depth[:, None] * dirs
-    colour = np.zeros_like(points)
-    normals = np.zeros_like(points)
-    on_room = which == 0
-    colour[on_room], normals[on_room] = _shade_room(scene, points[on_room], faces[on_room])
+    colour = np.empty_like(points)
+    normals = np.empty_like(points)
     dynamic = np.zeros(len(which), dtype=bool)
+    order, bounds = _groups(which, len(scene.solids) + 1)
+    room_rows = order[bounds[0]:bounds[1]]
+    colour[room_rows], normals[room_rows] = _shade_room(scene, points[room_rows], faces[room_rows])
     for k, solid in enumerate(scene.solids, start=1):
-        sel = which == k
-        if sel.any():
-            colour[sel], normals[sel] = shade_solid(solid, t, points[sel], dirs[sel])
-            dynamic[sel] = solid.moving
+        rows = order[bounds[k]:bounds[k + 1]]
+        if rows.size:
+            colour[rows], normals[rows] = shade_solid(solid, t, points[rows], dirs[rows])
+            dynamic[rows] = solid.moving
     rgb = colour * lambert(points, normals, scene.light, scene.ambient)[:, None]
     shape = (scene.num_cameras, scene.height, scene.width)
     return rgb.reshape(*shape, 3), depth.reshape(shape), dynamic.reshape(shape)
