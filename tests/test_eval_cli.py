@@ -51,6 +51,12 @@ def test_cli_writes_eval_json_and_prints_tables(oracle, clips):
     assert len(data["per_camera"]) == 3 and len(data["per_instant"]) == 4
     as_json = CliRunner().invoke(app, ["eval", str(oracle), str(clips[1]), "--json", "--align", "scale-shift"])
     assert as_json.exit_code == 0 and json.loads(as_json.stdout)["depth"]["alignment"]["mode"] == "scale-shift"
+    assert json.loads((oracle / "eval.json").read_text())["depth"]["alignment"]["mode"] == "scale-shift"  # replaced
+    (oracle / "eval.json").write_text("my notes")  # not page4d's: never overwritten
+    refused = CliRunner().invoke(app, ["eval", str(oracle), str(clips[1])])
+    assert refused.exit_code == 1 and "not written by page4d eval" in refused.output
+    assert (oracle / "eval.json").read_text() == "my notes"
+    (oracle / "eval.json").unlink()
 
 
 def test_mismatched_clip_and_renamed_camera_are_one_line_errors(oracle, clips, tmp_path):

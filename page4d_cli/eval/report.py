@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-from page4d_cli.eval.result import EvalResult
+from page4d_cli.data.errors import DataFormatError
+from page4d_cli.eval.result import EVAL_FORMAT, EvalResult
 from page4d_cli.pipeline.records import write_json
 
 EVAL_FILE = "eval.json"
@@ -35,8 +38,22 @@ def fmt(value: Optional[float]) -> str:
 
 
 def write_eval_json(result: EvalResult, folder: Path) -> Path:
+    """``folder/eval.json``, written to a temporary file and renamed; an existing eval.json is replaced only
+    when page4d wrote it (``format: page4d-eval``)."""
     path = Path(folder) / EVAL_FILE
-    write_json(path, result.to_dict())
+    if path.exists():
+        try:
+            ours = json.loads(path.read_text()).get("format") == EVAL_FORMAT
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if not ours:
+            raise DataFormatError(f"{path}: exists and was not written by page4d eval; move it away first")
+    tmp = path.with_name(f".{EVAL_FILE}.tmp-{os.getpid()}")
+    try:
+        write_json(tmp, result.to_dict())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
