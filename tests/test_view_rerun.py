@@ -159,3 +159,16 @@ def test_cli_default_max_points_is_the_librarys():
     from page4d_cli.view.session import DEFAULT_MAX_POINTS as LIBRARY_DEFAULT
 
     assert DEFAULT_MAX_POINTS == LIBRARY_DEFAULT
+
+
+@pytest.mark.parametrize("fmt", ["npy", "png"])
+def test_depth_is_read_back_in_world_units(tmp_path, fmt):
+    pred, batch = known_clip(num_instants=2, num_cameras=2)
+    out = tmp_path / "out"
+    export_reconstruction(out, pred, batch, ExportOptions(depth_format=fmt, write_points=False))
+    folder = ReconstructionFolder.open(out)
+    depth, meter = folder.read_depth(1, 1)
+    world = depth.astype(np.float64) / meter
+    assert world.shape == (60, 80)  # the original resolution
+    assert np.allclose(world[:, :40], 2.0, atol=1e-3) and np.allclose(world[:, 40:], 5.0, atol=1e-3)
+    assert any("no point clouds" in note for note in folder.notes)

@@ -13,6 +13,7 @@ before any logging starts, naming the first missing file and how many are missin
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -142,6 +143,7 @@ class ReconstructionFolder:
         16-bit PNG: the raw integers (``meter = 1 / scale``, 0 = invalid); npy / exr: float32 world
         units (``meter = 1``). Handing the raw map on keeps memory and the recording small.
         """
+        os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # read when OpenCV first needs EXR (as export.py)
         import cv2
 
         record = self.cameras["files"]["depth"]
