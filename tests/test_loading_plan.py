@@ -79,6 +79,10 @@ def test_notes_say_why_the_mask_head_or_the_heads_were_initialised(files):
     vggt = inspect_load(pi3=files["pi3"], page4d=files["vggt"], preset="tiny")
     assert all(r.cause == "not_in_layout" for r in vggt.records if r.group == "mask head")
     assert any("vggt.safetensors" in note and "has no mask head" in note for note in vggt.notes)
+    ckpt150 = write_synthetic(files["pi3"].parent / "checkpoint_150.safetensors", "page4d_ckpt150", **TINY)
+    pinned = inspect_load(page4d=ckpt150, preset="tiny", mask_head_layout="official")
+    assert any("mask head initialised as a whole (the file has the other layout variant)" in note
+               for note in pinned.notes)
     only_pi3 = inspect_load(pi3=files["pi3"], preset="tiny")
     heads = [r for r in only_pi3.records if r.group in ("camera head", "depth head", "point head")]
     assert heads and all((r.cause, r.cause_role) == ("no_file", "page4d") for r in heads)
@@ -129,3 +133,17 @@ def test_a_raw_pickle_is_refused_in_one_line_naming_the_global_without_torch_war
     assert "\n" not in message and "weights.pkl: refused" in message
     assert "NeedsCode" in message and "an unknown global" not in message
     assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
+
+
+def test_a_missing_mask_head_tensor_takes_the_whole_mask_head_with_it(tmp_path):
+    sd = synthetic_state_dict("page4d", device="cpu", **TINY)
+    del sd["aggregator.spatial_mask_head.head0.4.bias"]
+    path = write_checkpoint(sd, tmp_path / "no_bias.safetensors", "safetensors")
+    with pytest.raises(MissingTensorsError, match="head0.4.bias"):
+        inspect_load(page4d=path, preset="tiny")
+    report = inspect_load(page4d=path, preset="tiny", allow_missing=True)
+    mask = [r for r in report.records if r.group == "mask head"]
+    assert all(r.stage == 3 for r in mask)  # never half loaded
+    assert {r.cause for r in mask} == {"missing", "unit"}
+    assert any("mask head initialised as a whole (some of its tensors are missing" in note for note in report.notes)
+    assert any("lacks 1 tensor(s)" in warning for warning in report.warnings)

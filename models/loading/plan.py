@@ -122,14 +122,14 @@ def _plan_one(name, shape, readers, ctx, on_size_mismatch, layouts) -> TensorRec
 def _initialise_partial_units(records: list[TensorRecord]) -> None:
     """An all-or-nothing unit (the mask head): if any of its tensors is initialised, all of them are.
 
-    (Mixing a layout variant's depthwise conv with freshly initialised layers would be meaningless.)
-    A tensor merely *missing* from its file does not pull the unit down: that stops the plan instead.
+    (Mixing a layout variant's depthwise conv with freshly initialised layers would be meaningless; the
+    same holds when ``allow_missing`` lets a tensor missing from its file be initialised.)
     """
     from models.loading.source_map import RULES_BY_NAME
 
     for rule in (r for r in RULES_BY_NAME.values() if r.unit):
         unit = [r for r in records if r.rule == rule.name]
-        failed = [r for r in unit if r.stage == INITIALISED_STAGE and r.cause != "missing"]
+        failed = [r for r in unit if r.stage == INITIALISED_STAGE]
         if failed and len(failed) < len(unit):
             why, role = failed[0].reason, failed[0].cause_role
             for r in unit:
@@ -172,10 +172,11 @@ def plan_notes(records: list[TensorRecord], readers: Mapping[str, CheckpointRead
         if lacking:
             notes.append(f"{name} ({LAYOUT_DESCRIPTION.get(layout, layout)} layout) has no "
                          f"{', '.join(lacking)}: initialised")
-        variant = groups("layout_variant", role) + groups("unit", role)
-        if variant:
-            notes.append(f"{name}: {', '.join(dict.fromkeys(variant))} initialised as a whole "
-                         f"(the file has the other layout variant)")
+        for group in dict.fromkeys(groups("layout_variant", role) + groups("unit", role)):
+            causes = {r.cause for r in records if r.group == group}
+            why = ("the file has the other layout variant" if "layout_variant" in causes
+                   else "some of its tensors are missing from the file")
+            notes.append(f"{name}: {group} initialised as a whole ({why})")
         missing = [r for r in records if r.cause == "missing" and r.cause_role == role]
         if missing:
             warnings.append(f"{readers[role].path}: lacks {len(missing)} tensor(s) its {layout} layout has "

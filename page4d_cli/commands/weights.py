@@ -16,7 +16,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from page4d_cli.weights.catalog import format_size, select
 from page4d_cli.weights.registry import Registry, add_local
@@ -125,6 +124,8 @@ def list_cmd(
     if as_json:
         typer.echo(json.dumps({"registry": str(registry.path), "entries": rows}, indent=1))
         return
+    from rich.table import Table
+
     console = Console()
     if not rows:
         console.print(f"No weights registered ({registry.path}). Run `page4d weights fetch` or "
