@@ -161,3 +161,20 @@ def test_writer_refuses_to_replace_what_it_did_not_write(clip, tmp_path):
     write_gt(path, ["cam00", "cam01"], K, E, depth * 2, overwrite=True)  # our own gt/ may be replaced
     assert not read_gt_clip(path).has_masks
     assert sorted(p.name for p in path.iterdir()) == ["cam00", "cam01", "gt"]  # no temporary left behind
+
+
+def test_a_static_rig_may_give_one_pose_per_camera(clip):
+    path, (_, K, E, _, _) = clip
+
+    def once_per_camera(data):
+        for v, camera in enumerate(data["cameras"]):
+            camera["K"] = K[v].tolist()
+            camera["camera_from_world"] = E[0, v].tolist()
+            for frame in camera["frames"]:
+                del frame["K"], frame["camera_from_world"]
+
+    _edit_cameras(path, once_per_camera)
+    gt = read_gt_clip(path)
+    for t in range(T):
+        np.testing.assert_array_equal(gt.cam_from_world("cam01", t), E[0, 1])
+        np.testing.assert_array_equal(gt.K(0, t), K[0])
