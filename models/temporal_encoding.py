@@ -1,9 +1,9 @@
 """Relative temporal position encoding for Time-SA: RoPE (default) or ALiBi.
 
 Both start neutral (docs/design.md, "New parts start neutral"): the RoPE variant has learnable
-per-head frequencies at 0 (the rotation
-is the identity), the ALiBi variant learnable per-head slopes at 0 (the bias is zero). Both depend on
-time differences only. One module per layer; the two streams of a mid layer share it.
+per-head frequencies at 0 (the rotation is the identity), the ALiBi variant learnable per-head slopes
+at 0 (the bias is zero). Both depend on time differences only. One module per layer; the two streams
+of a mid layer share it.
 
 ``is_identity()`` says whether the module is exactly neutral now (all frequencies / slopes 0): the
 aggregator then applies nothing (``models/neutral.py``). ``rotations(time_index)`` returns the callables applied to q and k; ``bias(time_index)`` returns the
