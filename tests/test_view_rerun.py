@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,6 +42,10 @@ def test_saved_recording_matches_cameras_json(output, tmp_path):
     cameras = json.loads((output / "cameras.json").read_text())
     counts = cameras["files"]["points"]["num_points"]
     assert result.points_shown == counts and min(counts) > 0
+    rerun_cli = shutil.which("rerun") or shutil.which("rerun", path=str(Path(sys.executable).parent))
+    if rerun_cli:  # the viewer's own loader accepts the file (data and the layout blueprint)
+        verified = subprocess.run([rerun_cli, "rrd", "verify", str(rrd)], capture_output=True, text=True, timeout=120)
+        assert verified.returncode == 0, verified.stderr
     entities, table = read_recording(rrd, ["/world/points", "/world/cameras/**"])
     expected = {"/world", "/world/axes", "/world/points", "/notes"}
     for v in range(V):

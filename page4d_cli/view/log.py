@@ -13,7 +13,8 @@ Per instant, on the timelines ``time`` (the instant's timestamp, seconds) and ``
         .../image/depth          the depth map (raw 16-bit with its scale as ``meter``, or float32)
         .../image/mask           the dynamic mask (class 1 = dynamic)
 
-One instant is read and logged at a time, so memory stays at one instant's files whatever the length.
+One instant is read, logged and flushed at a time, so memory stays at one instant's files whatever the
+length. ``blueprint`` lays the viewer out (3D world + notes, one 2D view per camera).
 """
 
 from __future__ import annotations
@@ -106,3 +107,15 @@ def log_instant(rr, rec, folder: ReconstructionFolder, t: int, max_points: Optio
         if folder.has("masks"):
             rec.log(f"{base}/image/mask", rr.SegmentationImage(folder.read_mask(t, v)))
     return shown
+
+
+def blueprint(folder: ReconstructionFolder):
+    """The viewer's layout: the 3D world (points, frustums, trajectories) with the notes below it, and one
+    2D view per camera (its frame, with depth and mask as layers to toggle) in a grid beside it."""
+    import rerun.blueprint as rrb
+
+    cameras = [rrb.Spatial2DView(origin=f"world/cameras/{folder.camera_name(v)}/image", name=folder.camera_name(v))
+               for v in range(folder.num_cameras)]
+    world = rrb.Vertical(rrb.Spatial3DView(origin="world", name="world"), rrb.TextDocumentView(origin="notes"),
+                         row_shares=[5, 1])
+    return rrb.Blueprint(rrb.Horizontal(world, rrb.Grid(*cameras), column_shares=[3, 2]), collapse_panels=True)

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 from urllib.parse import quote
 
 from page4d_cli.view.folder import ReconstructionFolder, ViewError
-from page4d_cli.view.log import log_instant, log_static, scene_size
+from page4d_cli.view.log import blueprint, log_instant, log_static, scene_size
 
 INSTALL_HINT = "pip install 'page4d[view]'"
 APPLICATION_ID = "page4d"
@@ -84,15 +84,15 @@ def check_sink(options: ViewOptions) -> None:
             raise ViewError(f"{target.parent}: no such folder for --save; create it or choose another path")
 
 
-def _connect(rr, rec, options: ViewOptions) -> Optional[str]:
+def _connect(rr, rec, options: ViewOptions, layout) -> Optional[str]:
     """Attach the recording to its sink; returns the web viewer's address in web mode."""
     if options.mode == "save":
-        rec.save(options.save)
+        rec.save(options.save, default_blueprint=layout)
         return None
     if options.mode == "spawn":
-        rec.spawn()
+        rec.spawn(default_blueprint=layout)
         return None
-    grpc_url = rec.serve_grpc(grpc_port=options.grpc_port)
+    grpc_url = rec.serve_grpc(grpc_port=options.grpc_port, default_blueprint=layout)
     web_port = options.web_port or DEFAULT_WEB_PORT
     rr.serve_web_viewer(web_port=web_port, connect_to=grpc_url, open_browser=options.open_browser)
     return f"http://localhost:{web_port}/?url={quote(grpc_url, safe='')}"
@@ -124,7 +124,7 @@ def view(out_dir, options: Optional[ViewOptions] = None,
     rr = import_rerun()
     rec = rr.RecordingStream(APPLICATION_ID)
     rec.send_recording_name(folder.root.resolve().name)
-    address = _connect(rr, rec, options)
+    address = _connect(rr, rec, options, blueprint(folder))
     log_static(rr, rec, folder, options.max_points)
     frustum_depth = 0.15 * scene_size(folder)
     shown = []
