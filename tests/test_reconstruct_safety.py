@@ -404,9 +404,16 @@ def test_help_shows_flags_without_placeholder_and_every_default():
     result = CliRunner().invoke(app, ["reconstruct", "--help"], env={"COLUMNS": "250"}, terminal_width=250)
     assert result.exit_code == 0
     assert "<bool>" not in result.stdout
-    option_lines = [line for line in result.stdout.splitlines() if line.strip("│ ").startswith("--")]
-    assert len(option_lines) > 25
-    undocumented = [line.split()[1] for line in option_lines if "[default:" not in line and "--help" not in line]
+    blocks: list[list[str]] = []  # one per option: its first row and the rows its help wraps onto
+    for line in result.stdout.splitlines():
+        text = line.strip("│ ")
+        if text.startswith("--"):
+            blocks.append([text])
+        elif blocks and text and not text.startswith("╰"):
+            blocks[-1].append(text)
+    assert len(blocks) > 25
+    undocumented = [block[0].split()[0] for block in blocks
+                    if "[default:" not in " ".join(block) and not block[0].startswith("--help")]
     assert undocumented == [], undocumented
 
 
