@@ -11,8 +11,13 @@ import torch
 from models.vggt import VGGT
 from page4d_cli.train.config import LossConfig
 from page4d_cli.train.optim import build_optimizer, warmup_cosine
-from page4d_cli.train.param_groups import (apply_selection, build_groups, page4d_layers, select_trainable,
-                                           selection_table)
+from page4d_cli.train.param_groups import (
+    apply_selection,
+    build_groups,
+    page4d_layers,
+    select_trainable,
+    selection_table,
+)
 from tests.train_fakes import FakeClipDataset
 
 
@@ -54,7 +59,8 @@ def test_selection_new_page4d_all_on_the_full_network(full_meta):
     assert not any(n.startswith(("camera_head", "depth_head", "point_head", "aggregator.encoder")) for n in page4d)
     assert len(select_trainable(full_meta, "all")) == len(list(full_meta.parameters()))
     extra = select_trainable(full_meta, "new", ("camera_head.pose_branch.*",))
-    assert set(extra) - set(new) == {n for n, _ in full_meta.named_parameters() if n.startswith("camera_head.pose_branch.")}
+    branch = {n for n, _ in full_meta.named_parameters() if n.startswith("camera_head.pose_branch.")}
+    assert set(extra) - set(new) == branch
 
 
 def test_groups_lr_and_weight_decay_rules(full_meta):

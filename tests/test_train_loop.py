@@ -101,7 +101,8 @@ def test_resume_continues_exactly(reference, tmp_path):
     ref, res = _metrics(Path(ref_cfg.out)), _metrics(Path(cfg.out))
     assert [r["step"] for r in res] == [1, 2, 3]
     assert [r["loss"] for r in res] == [r["loss"] for r in ref]
-    a, b = load_file(str(Path(ref_cfg.out) / "weights.safetensors")), load_file(str(Path(cfg.out) / "weights.safetensors"))
+    a = load_file(str(Path(ref_cfg.out) / "weights.safetensors"))
+    b = load_file(str(Path(cfg.out) / "weights.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

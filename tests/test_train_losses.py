@@ -8,8 +8,16 @@ import pytest
 import torch
 
 from page4d_cli.train.config import LossConfig
-from page4d_cli.train.losses import (all_finite, camera_loss, compute_losses, filter_by_quantile, gradient_loss,
-                                     mask_loss, normal_loss, regression_loss)
+from page4d_cli.train.losses import (
+    all_finite,
+    camera_loss,
+    compute_losses,
+    filter_by_quantile,
+    gradient_loss,
+    mask_loss,
+    normal_loss,
+    regression_loss,
+)
 
 
 def test_camera_loss_weights_iterations_and_excludes_invalid_images():
@@ -140,8 +148,9 @@ def test_objective_composition_and_per_clip_mean():
     outputs, batch = _fake_outputs_and_batch()
     cfg = LossConfig(mask_weight=0.5)
     terms = compute_losses(outputs, batch, cfg)
-    expected = (5 * terms["loss_camera"] + terms["loss_conf_depth"] + terms["loss_reg_depth"] + terms["loss_grad_depth"]
-                + terms["loss_conf_point"] + terms["loss_reg_point"] + terms["loss_grad_point"] + 0.5 * terms["loss_mask"])
+    depth = terms["loss_conf_depth"] + terms["loss_reg_depth"] + terms["loss_grad_depth"]
+    point = terms["loss_conf_point"] + terms["loss_reg_point"] + terms["loss_grad_point"]
+    expected = 5 * terms["loss_camera"] + depth + point + 0.5 * terms["loss_mask"]
     assert terms["objective"].item() == pytest.approx(expected.item(), rel=1e-6)
     # the batch objective is the mean of the per-clip objectives (what makes DDP batch 1 x 2 == batch 2)
     singles = [compute_losses({k: ([p[b:b + 1] for p in v] if isinstance(v, list) else v[b:b + 1])

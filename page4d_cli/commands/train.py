@@ -102,6 +102,9 @@ def training_config(data: Optional[Path], out: Optional[Path], resume: Optional[
     """(TrainConfig, network dict or None) from the command line; every cheap check happens here."""
     from page4d_cli.data import list_clips
 
+    if resume is None and (data is None or out is None):
+        raise Page4DError("page4d train: DATA and --out are required (or --resume RUN); e.g. "
+                          "`page4d train clips/ --out runs/a`")
     if data is not None:
         given["data"] = tuple(str(p.resolve()) for p in list_clips(data))
     if resume is not None:
@@ -111,9 +114,6 @@ def training_config(data: Optional[Path], out: Optional[Path], resume: Optional[
             raise Page4DError(f"{out}: --out and --resume name different folders; a resumed run continues in "
                               f"{resume} (drop --out)")
         return resume_config(resume.resolve(), given)
-    if data is None or out is None:
-        raise Page4DError("page4d train: DATA and --out are required (or --resume RUN); e.g. "
-                          "`page4d train clips/ --out runs/a`")
     from page4d_cli.train.run_folder import check_new_run_folder
 
     cfg = TrainConfig(out=str(out.resolve()), **given)

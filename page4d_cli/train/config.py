@@ -113,7 +113,8 @@ class TrainConfig:
                                    f"{max(14, round(self.size / 14) * 14)}")
         lo, hi = self.stride_range if len(self.stride_range) == 2 else (0, -1)
         if not 1 <= lo <= hi:
-            raise TrainConfigError(f"--stride-range must be two integers 1 <= MIN <= MAX, got {list(self.stride_range)}")
+            raise TrainConfigError(f"--stride-range must be two integers 1 <= MIN <= MAX, "
+                                   f"got {list(self.stride_range)}")
         for name in ("lr", "lr_new", "weight_decay", "clip_norm"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):

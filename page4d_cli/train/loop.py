@@ -32,6 +32,7 @@ from page4d_cli.train.losses import all_finite, compute_losses
 from page4d_cli.train.optim import clip_per_module, lrs, total_norm
 from page4d_cli.train.session import Session, open_session
 
+
 class TrainingInterrupted(Exception):
     """Ctrl-C / SIGTERM: a checkpoint of ``step`` was written to ``run``; ``exit_code`` 130 / 143."""
 
@@ -79,7 +80,8 @@ def train(cfg: TrainConfig, dataset=None, network=None, resume: bool = False,
 
     dataset: a torch Dataset of items as ``page4d_cli.train.dataset`` (default: GTClipDataset of cfg.data).
     network: a ``Page4DConfig`` (default: the preset, or the layouts of the given weight files).
-    eval_fn(model, eval_data, ctx) -> dict of metrics, rank 0, every ``cfg.eval_every`` steps.
+    eval_fn(model, cfg, ctx) -> dict of metrics, rank 0, every ``cfg.eval_every`` steps
+    (default: ``evaluation.evaluate_model``, page4d eval's metrics on the clips of ``cfg.eval_data``).
     """
     ctx = setup(cfg.device)
     try:
@@ -189,7 +191,7 @@ def _evaluate(cfg: TrainConfig, ctx: DistContext, s: Session, step: int, eval_fn
         s.model.eval()
         try:
             with torch.no_grad(), _autocast(ctx.device):
-                metrics = eval_fn(s.model, cfg.eval_data, ctx)
+                metrics = eval_fn(s.model, cfg, ctx)
         finally:
             s.model.train()
         rf.append_jsonl(s.run / rf.EVAL, {"step": step, **metrics})

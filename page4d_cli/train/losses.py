@@ -181,7 +181,8 @@ def compute_losses(outputs: dict, batch: dict, cfg: LossConfig, patch_size: int 
                                   batch["depth"][b].flatten(0, 1)[..., None].float(),
                                   batch["depth_valid"][b].flatten(0, 1).bool(),
                                   outputs["depth_conf"][b].flatten(0, 1).float(),
-                                  cfg.depth_gamma, cfg.depth_alpha, cfg.valid_range, gradient_loss, cfg.depth_grad_scales)
+                                  cfg.depth_gamma, cfg.depth_alpha, cfg.valid_range, gradient_loss,
+                                  cfg.depth_grad_scales)
             terms.update(depth)
             objective = objective + sum(depth.values()) * cfg.depth_weight
         if "world_points" in outputs:
@@ -189,7 +190,8 @@ def compute_losses(outputs: dict, batch: dict, cfg: LossConfig, patch_size: int 
                                   batch["world_points"][b].flatten(0, 1).float(),
                                   batch["point_valid"][b].flatten(0, 1).bool(),
                                   outputs["world_points_conf"][b].flatten(0, 1).float(),
-                                  cfg.point_gamma, cfg.point_alpha, cfg.valid_range, normal_loss, cfg.point_normal_scales)
+                                  cfg.point_gamma, cfg.point_alpha, cfg.valid_range, normal_loss,
+                                  cfg.point_normal_scales)
             terms.update(point)
             objective = objective + sum(point.values()) * cfg.point_weight
         if cfg.mask_weight > 0 and "mask" in outputs:

@@ -124,6 +124,10 @@ def open_session(cfg: TrainConfig, ctx: DistContext, dataset, network, resume: b
     if not resume and ctx.is_main:
         rf.check_new_run_folder(run)
     dataset = dataset if dataset is not None else build_dataset(cfg)
+    if cfg.eval_data and ctx.is_main:
+        from page4d_cli.train.evaluation import eval_clips
+
+        eval_clips(cfg.eval_data)  # a bad held-out clip fails now, not after hours of training
     model, report = build_model(cfg, network)
     trainable = select_trainable(model, cfg.train, cfg.train_patterns)
     if not trainable:
@@ -202,7 +206,8 @@ def resume_config(run: Path, given: Optional[dict] = None) -> tuple[TrainConfig,
     try:
         saved = TrainConfig.from_dict(data["training"])
     except (TypeError, ValueError, Page4DError) as exc:
-        raise rf.RunFolderError(f"{run / rf.CONFIG}: invalid training config ({exc}); written by another page4d") from None
+        raise rf.RunFolderError(f"{run / rf.CONFIG}: invalid training config ({exc}); written by another "
+                                "page4d version") from None
     cfg = saved.replace(**(given or {}), out=str(run))
     differences = saved.differences(cfg)
     if differences:

@@ -1,0 +1,61 @@
+"""``page4d train`` end to end on generated ground-truth clips: torchrun launch (--nproc 2), held-out
+evaluation with page4d eval's metrics, the run folder; bad input (page4d_cli/commands/train.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    from page4d_cli.data.synth import SynthOptions, synth_clips
+
+    out = tmp_path_factory.mktemp("train_clips") / "clips"
+    synth_clips(out, SynthOptions(clips=2, cameras=2, frames=3, width=56, height=56, seed=0))
+    return out
+
+
+@pytest.mark.slow
+def test_train_two_processes_with_evaluation(clips, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "page4d_cli.main", "train", str(clips), "--out", str(run), "--preset", "tiny",
+           "--steps", "2", "--size", "28", "--frames", "2", "--cameras", "2", "--workers", "0", "--no-progress",
+           "--eval-data", str(clips), "--eval-every", "2", "--nproc", "2", "--device", "cpu"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2]
+    evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert len(evals) == 1 and evals[0]["step"] == 2 and evals[0]["clips"] == 2
+    assert evals[0]["ate"] >= 0 and evals[0]["abs_rel"] >= 0
+    config = json.loads((run / "config.json").read_text())
+    assert len(config["data"]) == 2 and config["training"]["eval_every"] == 2
+    assert "parameter groups:" in proc.stdout and "new_no_decay" in proc.stdout
+
+
+def test_bad_data_folder_is_one_line_and_writes_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from page4d_cli.main import app
+
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "empty"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1 and str(tmp_path / "empty") in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_out_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from page4d_cli.main import app
+
+    result = CliRunner().invoke(app, ["train", str(tmp_path)])
+    assert result.exit_code == 1 and "--out" in result.output
