@@ -225,63 +225,111 @@ def _overlap_correspondences(earlier: Prediction, later: Prediction, earlier_row
     return src_all, dst_all, w_all
 
 
+_FIELDS = ("extrinsic", "intrinsic", "depth", "depth_conf", "world_points", "world_points_conf", "dynamic_mask")
+
+
+def _rows(pred: Prediction, rows: slice) -> Prediction:
+    """The instants ``rows`` of a prediction (views, no copy)."""
+    return replace(pred, **{name: getattr(pred, name)[rows] for name in _FIELDS if getattr(pred, name) is not None})
+
+
+class WindowStitcher:
+    """Stitch window predictions one at a time, as they come out of the network (``add``), into one
+    prediction for the whole clip in window 0's frame (``result``).
+
+    Memory: the clip-sized output arrays (allocated by the first window) + the window being added +
+    the last ``overlap`` instants of the previous window (aligned), so a windowed run never holds
+    all window predictions, nor a second copy of the clip. A single window is returned as is.
+    """
+
+    def __init__(self, windows: Sequence[tuple[int, int]], max_points_per_overlap: int = 50_000,
+                 seed: int = 0) -> None:
+        if not windows or windows[0][0] != 0:
+            raise ValueError(f"the first window must start at instant 0, got {list(windows)[:1]}")
+        self.windows = list(windows)
+        self.max_points = max_points_per_overlap
+        self.rng = np.random.default_rng(seed)
+        self.alignments: list[WindowAlignment] = []
+        self._out: Optional[dict] = None  # name -> [T, ...] array
+        self._tail: Optional[Prediction] = None  # previous window's instants from the next window's start, aligned
+        self._single: Optional[Prediction] = None
+
+    def add(self, prediction: Prediction) -> WindowAlignment:
+        """Align the next window to the previous one and copy its new instants into the output."""
+        k = len(self.alignments)
+        if k >= len(self.windows):
+            raise ValueError(f"{k + 1} predictions for {len(self.windows)} windows")
+        start, stop = self.windows[k]
+        if prediction.depth.shape[0] != stop - start:
+            raise ValueError(f"window {self.windows[k]} got a prediction of {prediction.depth.shape[0]} instants")
+        if len(self.windows) == 1:
+            self._single = prediction
+            alignment = WindowAlignment(start, stop, 1.0, np.eye(3), np.zeros(3), 0, 0.0)
+            self.alignments.append(alignment)
+            return alignment
+        if k == 0:
+            alignment = WindowAlignment(start, stop, 1.0, np.eye(3), np.zeros(3), 0, 0.0)
+            aligned, first_new = prediction, 0
+            self._allocate(prediction)
+        else:
+            prev_start, prev_stop = self.windows[k - 1]
+            if not prev_start < start < prev_stop or stop <= prev_stop:
+                raise ValueError(f"window {self.windows[k]} must start inside {self.windows[k - 1]} and end after it")
+            shared = prev_stop - start
+            alignment = self._align(k, prediction, shared)
+            aligned = transform_prediction(prediction, alignment.scale, alignment.rotation, alignment.translation)
+            first_new = shared
+        for name, out in self._out.items():
+            out[start + first_new:stop] = getattr(aligned, name)[first_new:]
+        if k + 1 < len(self.windows):
+            next_start = self.windows[k + 1][0]
+            # a copy: the window's own arrays (network output) can then be freed
+            self._tail = replace(aligned, **{name: getattr(aligned, name)[next_start - start:].copy()
+                                             for name in _FIELDS if getattr(aligned, name) is not None})
+        self.alignments.append(alignment)
+        return alignment
+
+    def _allocate(self, first: Prediction) -> None:
+        num_t = self.windows[-1][1]
+        self._out = {name: np.empty((num_t, *value.shape[1:]), dtype=value.dtype)
+                     for name in _FIELDS if (value := getattr(first, name)) is not None}
+
+    def _align(self, k: int, prediction: Prediction, shared: int) -> WindowAlignment:
+        start, stop = self.windows[k]
+        src, dst, w = _overlap_correspondences(self._tail, prediction, slice(0, shared), slice(0, shared),
+                                               self.max_points, self.rng)
+        try:
+            scale, rotation, translation, inliers = robust_sim3(src, dst, w)
+        except AlignmentError as exc:
+            raise AlignmentError(f"cannot align window {self.windows[k]} to {self.windows[k - 1]}: {exc}") from exc
+        src, dst, w = src[inliers], dst[inliers], w[inliers]
+        residual = dst - (scale * src @ rotation.T + translation)
+        spread = np.sqrt(np.average(np.sum((dst - np.average(dst, axis=0, weights=w)) ** 2, axis=1), weights=w))
+        rms = float(np.sqrt(np.average(np.sum(residual**2, axis=1), weights=w)) / max(spread, 1e-300))
+        return WindowAlignment(start, stop, scale, rotation, translation, len(src), rms)
+
+    def result(self) -> tuple[Prediction, list[WindowAlignment]]:
+        """The stitched prediction (optional fields only if every window had them) and the alignments."""
+        if len(self.alignments) != len(self.windows):
+            raise ValueError(f"{len(self.alignments)} of {len(self.windows)} windows were added")
+        if self._single is not None:
+            return self._single, list(self.alignments)
+        out = self._out
+        return Prediction(**{name: out.get(name) for name in _FIELDS}), list(self.alignments)
+
+
 def stitch_windows(windows: Sequence[tuple[int, int]], predictions: Sequence[Prediction],
                    max_points_per_overlap: int = 50_000, seed: int = 0) -> tuple[Prediction, list[WindowAlignment]]:
     """Merge per-window predictions into one Prediction for the whole clip, in window 0's frame.
 
     windows: from ``plan_windows`` (sorted, each overlapping the previous one, covering 0..T-1).
-    predictions: one per window, each in its own frame and scale. Optional fields (world_points,
-    their confidence, dynamic_mask) are kept only if every window has them.
-    Returns the stitched prediction and, per window, the similarity applied and its fit residual.
+    predictions: one per window, each in its own frame and scale. Instants covered by two windows
+    are taken from the earlier one. Returns the stitched prediction and, per window, the similarity
+    applied and its fit residual. (``WindowStitcher`` does the same one window at a time.)
     """
     if len(windows) != len(predictions) or not windows:
         raise ValueError(f"{len(windows)} windows but {len(predictions)} predictions")
-    if windows[0][0] != 0:
-        raise ValueError(f"the first window must start at instant 0, got {windows[0]}")
-    rng = np.random.default_rng(seed)
-    aligned = [predictions[0]]
-    alignments = [WindowAlignment(*windows[0], 1.0, np.eye(3), np.zeros(3), 0, 0.0)]
-    for k in range(1, len(windows)):
-        (prev_start, prev_stop), (start, stop) = windows[k - 1], windows[k]
-        if not prev_start < start < prev_stop or stop <= prev_stop:
-            raise ValueError(f"window {windows[k]} must start inside {windows[k - 1]} and end after it")
-        shared = prev_stop - start
-        src, dst, w = _overlap_correspondences(aligned[k - 1], predictions[k], slice(start - prev_start, None),
-                                               slice(0, shared), max_points_per_overlap, rng)
-        try:
-            scale, rotation, translation, inliers = robust_sim3(src, dst, w)
-        except AlignmentError as exc:
-            raise AlignmentError(f"cannot align window {windows[k]} to {windows[k - 1]}: {exc}") from exc
-        src, dst, w = src[inliers], dst[inliers], w[inliers]
-        residual = dst - (scale * src @ rotation.T + translation)
-        spread = np.sqrt(np.average(np.sum((dst - np.average(dst, axis=0, weights=w)) ** 2, axis=1), weights=w))
-        rms = float(np.sqrt(np.average(np.sum(residual**2, axis=1), weights=w)) / max(spread, 1e-300))
-        aligned.append(transform_prediction(predictions[k], scale, rotation, translation))
-        alignments.append(WindowAlignment(start, stop, scale, rotation, translation, len(src), rms))
-    return _concatenate(windows, aligned), alignments
-
-
-def _concatenate(windows: Sequence[tuple[int, int]], aligned: Sequence[Prediction]) -> Prediction:
-    """Take each instant once: all of window 0, then each later window from where the previous ended."""
-    pieces = []
-    covered = 0
-    for (start, stop), pred in zip(windows, aligned):
-        pieces.append((covered - start, pred))
-        covered = stop
-
-    def gather(name: str) -> Optional[np.ndarray]:
-        arrays = [getattr(p, name) for _, p in pieces]
-        if any(a is None for a in arrays):
-            return None
-        return np.concatenate([a[first:] for (first, _), a in zip(pieces, arrays)], axis=0)
-
-    world_points = gather("world_points")
-    return Prediction(
-        extrinsic=gather("extrinsic"),
-        intrinsic=gather("intrinsic"),
-        depth=gather("depth"),
-        depth_conf=gather("depth_conf"),
-        world_points=world_points,
-        world_points_conf=None if world_points is None else gather("world_points_conf"),
-        dynamic_mask=gather("dynamic_mask"),
-    )
+    stitcher = WindowStitcher(windows, max_points_per_overlap, seed)
+    for prediction in predictions:
+        stitcher.add(prediction)
+    return stitcher.result()

@@ -30,14 +30,18 @@ HEAD_NAMES = ("camera_head", "depth_head", "point_head")
 class NetworkPredictor:
     """Callable ``ClipBatch -> Prediction`` around a loaded network and a device policy."""
 
-    def __init__(self, model: nn.Module, policy: DevicePolicy) -> None:
+    def __init__(self, model: nn.Module, policy: DevicePolicy, skip_heads: tuple[str, ...] = ()) -> None:
+        """skip_heads: heads not run (e.g. ``("point_head",)`` when no output needs the point map: it costs
+        as much time and memory as the depth head). Their outputs are None in the prediction."""
         self.model = model.to(policy.device).eval()
         self.policy = policy
+        self.skip_heads = tuple(name for name in skip_heads if getattr(model, name, None) is not None)
 
     @property
     def units_per_pass(self) -> int:
         """How many progress units one forward pass reports (encode + aggregator layers + heads)."""
-        return len(_progress_stages(self.model)[1]) + 1
+        with _without(self.model, self.skip_heads):
+            return len(_progress_stages(self.model)[1]) + 1
 
     def __call__(self, batch: ClipBatch, progress: PassProgress = None) -> Prediction:
         device = self.policy.device
@@ -45,9 +49,23 @@ class NetworkPredictor:
         ext_mask = None
         if batch.ext_masks is not None:
             ext_mask = torch.from_numpy(np.ascontiguousarray(batch.ext_masks, dtype=np.float32))[None].to(device)
-        with self.policy.inference(), _reporting(self.model, progress):
+        with self.policy.inference(), _without(self.model, self.skip_heads), _reporting(self.model, progress):
             output = self.model(images, ext_mask=ext_mask)
+        output.pop("images", None)  # the input, handed back: not part of the prediction
         return prediction_from_output(output)
+
+
+@contextlib.contextmanager
+def _without(model: nn.Module, heads: tuple[str, ...]) -> Iterator[None]:
+    """Run ``model`` with the named heads detached (the network skips a head that is None)."""
+    saved = {name: getattr(model, name) for name in heads}
+    try:
+        for name in heads:
+            setattr(model, name, None)
+        yield
+    finally:
+        for name, head in saved.items():
+            setattr(model, name, head)
 
 
 def prediction_from_output(output: dict) -> Prediction:

@@ -31,7 +31,7 @@ import torch
 
 from models.errors import Page4DError
 from page4d_cli.pipeline import export
-from page4d_cli.pipeline.align import plan_windows, slice_clip_batch, stitch_windows
+from page4d_cli.pipeline.align import WindowStitcher, plan_windows, slice_clip_batch
 from page4d_cli.pipeline.device import DevicePolicy, peak_memory, reset_peak_memory, select_device
 from page4d_cli.pipeline.errors import InputError, PathLike
 from page4d_cli.pipeline.feedback import auto_mask_warnings, empty_point_warnings, write_auto_masks
@@ -195,16 +195,19 @@ def load_network(options: ReconstructOptions, selection, policy: DevicePolicy,
 
 
 def run_network(predictor: NetworkPredictor, batch: ClipBatch, windows: list[tuple[int, int]],
-                reporter: Reporter) -> tuple[list[Prediction], int]:
-    """One forward pass per window, reporting progress over all of them.
+                reporter: Reporter) -> tuple[Prediction, list, int, float]:
+    """One forward pass per window, each stitched in as soon as it is done (``WindowStitcher``: the
+    windows' predictions are never all held at once), reporting progress over all of them.
 
-    Returns the predictions and how many images needed ``repair_intrinsics``.
+    Returns the stitched prediction, the window alignments, how many images needed
+    ``repair_intrinsics`` and the seconds spent stitching.
     """
     units = predictor.units_per_pass
     total = units * len(windows)
     reporter.stage("network", 0, total)  # the stage starts now: its ETA counts from here
-    predictions = []
+    stitcher = WindowStitcher(windows)
     repaired = 0
+    stitch_seconds = 0.0
     for k, (start, stop) in enumerate(windows):
         where = f"window {k + 1}/{len(windows)} (instants {start}-{stop - 1}) · " if len(windows) > 1 else ""
 
@@ -214,11 +217,15 @@ def run_network(predictor: NetworkPredictor, batch: ClipBatch, windows: list[tup
         window = batch if len(windows) == 1 else slice_clip_batch(batch, start, stop)
         prediction, count = repair_intrinsics(predictor(window, progress=tick))
         repaired += count
-        predictions.append(prediction)
+        clock = time.perf_counter()
+        stitcher.add(prediction)
+        del prediction
+        stitch_seconds += time.perf_counter() - clock
         window_done = getattr(reporter, "window_done", None)  # optional in the reporter protocol
         if window_done is not None:
             window_done(k + 1, len(windows), start, stop)
-    return predictions, repaired
+    prediction, alignments = stitcher.result()
+    return prediction, alignments, repaired, stitch_seconds
 
 
 def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = None,
@@ -288,18 +295,19 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     reporter.stage("load", 1, 1, "done")
 
     clock = time.perf_counter()
-    predictions, repaired = run_network(NetworkPredictor(model, policy), batch, windows, reporter)
+    # The point head's map is only read by --points-from head: skipping it saves a third of the network.
+    skip = () if options.points_from == "head" else ("point_head",)
+    prediction, alignments, repaired, stitch_seconds = run_network(NetworkPredictor(model, policy, skip), batch,
+                                                                   windows, reporter)
     if repaired:
         passes = sum(stop - start for start, stop in windows) * num_v
         warn(f"the network predicted a zero field of view (infinite focal length) for {repaired} of the {passes} "
              "images it saw; those use the median focal length of the others (a 60 degree view when none is valid)")
     skipped_as_neutral = model.aggregator.neutral_report()  # e.g. "streams identical: yes" (models/neutral.py)
     del model  # free the weights before the export allocates its own buffers
-    timings["network"] = time.perf_counter() - clock
+    timings["network"] = time.perf_counter() - clock - stitch_seconds
 
-    clock = time.perf_counter()
-    prediction, alignments = stitch_windows(windows, predictions)
-    del predictions
+    clock = time.perf_counter() - stitch_seconds  # stitching happened window by window during the network stage
     # Outputs keep the input camera order; the reference camera at t = 0 is exactly the world frame.
     batch, prediction = to_input_order(batch, prediction)
     prediction = rebase_on_reference(prediction, batch.reference)
