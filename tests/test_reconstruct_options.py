@@ -56,6 +56,17 @@ def test_the_command_line_takes_its_defaults_and_choices_from_options_py():
         assert tuple(member.value for member in enum) == choices, name
 
 
+def test_every_library_option_has_its_command_line_flag():
+    """What makes run.json's equivalent command possible: field ``x`` is ``--x`` (or ``--no-x`` when on by default)."""
+    import dataclasses
+
+    parameters = inspect.signature(reconstruct_cmd).parameters
+    for field in dataclasses.fields(ReconstructOptions):
+        if field.name == "command_line":
+            continue
+        assert field.name in parameters or (field.default is True and f"no_{field.name}" in parameters), field.name
+
+
 @pytest.mark.parametrize("field, value, words", [
     ("voxel", -1.0, "--voxel -1"), ("conf_percentile", 100.0, "--conf-percentile 100"),
     ("mode", "stretch", "--mode stretch"), ("size", 100, "--size 100"), ("overlap", 0, "--overlap 0"),
