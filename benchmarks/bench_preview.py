@@ -2,7 +2,8 @@
 
 Each repeat runs in a FRESH interpreter (``--child``), so the first-use costs a real run pays (importing
 matplotlib and imageio's ffmpeg plugin) are included. Reports wall-clock and CPU seconds per part
-(overview, depth video, trajectory plot, input frames) and in total, min / median over the repeats.
+(overview, depth video, trajectory plot, and the input frames, written by a thread in parallel with the
+rest) and in total, min / median over the repeats.
 CPU seconds are given for this process and for the ffmpeg encoder (a child process, running in
 parallel with the frame rendering); on a CPU shared with other jobs they are the figures to trust.
 
@@ -78,30 +79,12 @@ def child(num_instants: int, num_cameras: int) -> None:
     from page4d_cli.preview.write import write_previews
 
     with tempfile.TemporaryDirectory() as out:
-        import page4d_cli.preview.write as write_module
-
-        # time each part in CPU seconds too: wrap the four writers
-        cpu: dict[str, float] = {}
-
-        def timed(name, fn):
-            def run(*args, **kwargs):
-                start = time.process_time()
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    cpu[name] = cpu.get(name, 0.0) + time.process_time() - start
-            return run
-
-        write_module.render_grid = timed("overview+video grid", write_module.render_grid)
-        write_module.write_grid_video = timed("video", write_module.write_grid_video)
-        write_module.write_trajectory_plot = timed("trajectory", write_module.write_trajectory_plot)
-        write_module.write_input_frames = timed("frames", write_module.write_input_frames)
         record = write_previews(Path(out), pred, batch)
         sizes = {p.name: p.stat().st_size for p in (Path(out) / "preview").iterdir() if p.is_file()}
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the ffmpeg encoder, once it has exited
     print(json.dumps({"wall": record["seconds"], "wall_total": time.perf_counter() - wall0,
                       "cpu_total": time.process_time() - cpu0, "cpu_ffmpeg": children.ru_utime + children.ru_stime,
-                      "cpu": cpu, "sizes": sizes}))
+                      "sizes": sizes}))
 
 
 def main() -> None:
@@ -129,8 +112,6 @@ def main() -> None:
                       ("CPU, ffmpeg child", "cpu_ffmpeg")):
         values = [run[key] for run in runs]
         print(f"{name:<22}{min(values):>10.2f}{statistics.median(values):>10.2f}")
-    print("CPU seconds per part (median):", {k: round(statistics.median(r["cpu"][k] for r in runs), 2)
-                                             for k in runs[0]["cpu"]})
     print("file sizes (bytes):", runs[0]["sizes"])
 
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -105,13 +106,31 @@ def write_input_frames(out_dir: Path, batch: ClipBatch) -> None:
 
 def write_previews(out_dir: Path, prediction: Prediction, batch: ClipBatch,
                    options: Optional[PreviewOptions] = None) -> dict:
-    """Write every preview into ``out_dir/preview``; return the record for run.json (files, ranges, seconds)."""
+    """Write every preview into ``out_dir/preview``; return the record for run.json (files, colour ranges,
+    seconds per part; the input frames are written in parallel with the rest)."""
     options = PreviewOptions() if options is None else options
     folder = Path(out_dir) / PREVIEW_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    clip = PreviewClip(prediction, batch)
-    seconds: dict[str, float] = {}
+    # The input frames (warp + JPEG encoding, both outside the GIL) are written by a helper thread while
+    # this one draws; leaving the `with` waits for it, also on an error (nothing writes after we return).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="page4d-preview-frames") as pool:
+        frames_job = pool.submit(_timed, write_input_frames, out_dir, batch) if options.frames else None
+        record = _draw_previews(folder, PreviewClip(prediction, batch), prediction, options)
+        if frames_job is not None:
+            record["seconds"]["frames"] = round(frames_job.result(), 3)
+            record["frames"] = FRAMES_PATTERN
+    return record
 
+
+def _timed(function, *args) -> float:
+    clock = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - clock
+
+
+def _draw_previews(folder: Path, clip: PreviewClip, prediction: Prediction, options: PreviewOptions) -> dict:
+    """overview.png, depth.mp4 (or .gif) and trajectory.png; the record with each part's seconds."""
+    seconds: dict[str, float] = {}
     clock = time.perf_counter()
     depth_range, confidence_range = clip.depth_range(), clip.confidence_range()
     instants = overview_instants(clip.num_instants, options.overview_instants)
@@ -136,12 +155,5 @@ def write_previews(out_dir: Path, prediction: Prediction, batch: ClipBatch,
     write_trajectory_plot(folder / "trajectory.png", prediction.extrinsic, labels)
     seconds["trajectory"] = time.perf_counter() - clock
     record["trajectory"] = f"{PREVIEW_DIR}/trajectory.png"
-
-    if options.frames:
-        clock = time.perf_counter()
-        write_input_frames(out_dir, batch)
-        seconds["frames"] = time.perf_counter() - clock
-        record["frames"] = FRAMES_PATTERN
-
     record["seconds"] = {name: round(value, 3) for name, value in seconds.items()}
     return record
