@@ -40,7 +40,7 @@ def run_one(method: str, T: int, V: int, px: int, dim: int, heads: int, threads:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from models.attention_ops import attention_half, mlp_half, project_qkv
+    from models.attention_ops import attention_half, mlp_half
     from models.config import Page4DConfig
     from models.layers.rope import RotaryPositionEmbedding2D, patch_positions
     from models.sparse_global import SparseGlobalBlock
@@ -62,7 +62,7 @@ def run_one(method: str, T: int, V: int, px: int, dim: int, heads: int, threads:
     block = sparse.block
 
     def naive(flat):
-        q, k, v = project_qkv(block.attn, block.norm1(flat), positions.repeat(1, T * V, 1))
+        q, k, v = block.attn.project(block.norm1(flat), positions.repeat(1, T * V, 1))
         weights = ((q @ k.transpose(-1, -2)) * block.attn.scale).softmax(-1)
         return mlp_half(block, attention_half(block, flat, weights @ v))
 

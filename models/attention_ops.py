@@ -2,17 +2,13 @@
 
 ``Block.forward`` always attends densely over its whole sequence. Sparse Global-SA (``sparse_global``)
 and the epipolar prior (``epipolar``) reuse a block's weights unchanged but choose, per query chunk,
-which keys are seen and which logits are shifted. They do it with the three functions here:
+which keys are seen and which logits are shifted. They use ``Attention.project`` (the block's q/k/v,
+[B, H, L, D]), ``biased_attention`` (one fused call with a low-rank bias and an optional small additive
+mask, ``models/layers/attention.py``) and the helpers here:
 
-- ``project_qkv(attn, h, positions)``: the block's q/k/v exactly as ``Attention.forward`` makes them
-  (qkv projection, q/k norms, 2D RoPE), [B, H, L, D] each.
-- ``attend(q, k, v, scale, bias, mask)``: softmax(scale * q k^T + bias + mask) v with one fused
-  ``scaled_dot_product_attention`` call. ``bias`` is a ``LowRankBias`` carried as extra q/k channels
-  (no Lq x Lk tensor for it); ``mask`` is an optional additive float or boolean ``attn_mask`` that the
-  caller keeps small (one chunk of queries). ``v`` may have a different width than q/k (tests pass an
-  identity matrix as values to read the attention weights back).
+- ``attention_half(block, x, o)`` / ``mlp_half(block, x)``: the two residual halves of ``Block.forward``.
 - ``run_block(block, x, positions, attention)``: norm1 -> q/k/v -> ``attention(q, k, v)`` -> proj ->
-  LayerScale -> residual -> MLP half. With ``attention = attend`` it reproduces ``Block.forward``.
+  LayerScale -> residual -> MLP half. With plain ``biased_attention`` it reproduces ``Block.forward``.
 """
 
 from __future__ import annotations
@@ -21,17 +17,7 @@ from typing import Callable, Optional
 
 import torch
 
-from models.layers.attention import Attention, biased_attention
 from models.layers.block import Block
-
-
-def project_qkv(attn: Attention, h: torch.Tensor, positions: Optional[torch.Tensor]):
-    """h [B, L, C] (already norm1'ed), positions [B|1, L, 2] or None -> q, k, v [B, H, L, D]."""
-    return attn.project(h, positions)
-
-
-# The fused, low-rank-biased attention of every block, with an optional small additive mask.
-attend = biased_attention
 
 
 def merge_heads(o: torch.Tensor) -> torch.Tensor:
@@ -58,11 +44,7 @@ def run_block(
 ) -> torch.Tensor:
     """``Block.forward`` with the attention pattern replaced: x [B, L, C] -> [B, L, C].
 
-    ``attention(q, k, v)`` gets [B, H, L, D] tensors and returns [B, H, L, D]. The block's
-    ``attn.probe`` test hook, when set, is called as in ``Attention.forward`` (bias argument None:
-    the pattern is the caller's).
+    ``attention(q, k, v)`` gets [B, H, L, D] tensors and returns [B, H, L, D].
     """
-    q, k, v = project_qkv(block.attn, block.norm1(x), positions)
-    if block.attn.probe is not None:
-        block.attn.probe(q, k, None)
+    q, k, v = block.attn.project(block.norm1(x), positions)
     return mlp_half(block, attention_half(block, x, attention(q, k, v)))

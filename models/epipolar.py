@@ -36,9 +36,9 @@ from typing import Optional
 
 import torch
 
-from models.attention_ops import attend, run_block
+from models.attention_ops import run_block
 from models.inputs import InputShapeError
-from models.layers.attention import LowRankBias
+from models.layers.attention import LowRankBias, biased_attention
 from models.layers.block import Block
 
 DEGENERATE_BASELINE = 1e-6
@@ -155,13 +155,6 @@ class EpipolarPrior:
                 bias[S:, c, S:].masked_fill_(self.far(b, t, a, c), -self.penalty)
         return bias.reshape(N, V * N)
 
-    def dense_bias(self, b: int, t: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """[V*N, V*N] for one instant: the reference for tests (all query cameras at once)."""
-        N = self.num_special + self.patches
-        zero = torch.zeros(N, self.V * N, dtype=dtype, device=self.centres.device)
-        rows = [self.row_bias(b, t, a, dtype) for a in range(self.V)]
-        return torch.cat([zero if r is None else r for r in rows], dim=0)
-
 
 def _slice_bias(bias: Optional[LowRankBias], seq: int, rows: slice) -> Optional[LowRankBias]:
     """The factors of sequence ``seq`` and query ``rows`` (size-1 leading dims broadcast)."""
@@ -193,7 +186,7 @@ def epipolar_view_block(block: Block, seq: torch.Tensor, positions: torch.Tensor
                 rows = slice(a * N, (a + 1) * N)
                 mask = prior.row_bias(b, t, a, q.dtype)
                 mask = mask[None, None] if mask is not None else None
-                cams.append(attend(q[s:s + 1, :, rows], k[s:s + 1], v[s:s + 1], scale,
+                cams.append(biased_attention(q[s:s + 1, :, rows], k[s:s + 1], v[s:s + 1], scale,
                                    _slice_bias(bias, s, rows), mask))
             sequences.append(torch.cat(cams, dim=2))
         return torch.cat(sequences, dim=0)

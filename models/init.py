@@ -36,12 +36,3 @@ def reset_owners_(model: nn.Module, names: Iterable[str]) -> list[str]:
             reset()
         done[module_name] = module
     return sorted(done)
-
-
-def modules_missing_reset(model: nn.Module) -> list[str]:
-    """Names of modules that own parameters directly but cannot re-initialise them (should be empty)."""
-    missing = []
-    for name, module in model.named_modules():
-        if any(True for _ in module.parameters(recurse=False)) and not hasattr(module, "reset_parameters"):
-            missing.append(f"{name or 'model'} ({type(module).__name__})")
-    return missing

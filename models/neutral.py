@@ -113,7 +113,8 @@ def stream_pairs(agg) -> list[tuple[nn.Module, nn.Module]]:
     """(pose module, geometry module) of every per-stream block of the aggregator (dual stream only)."""
     if not agg.dual:
         return []
-    pairs = [(agg.blocks_of(kind, k, "pose"), agg.blocks_of(kind, k, "geo")) for k in agg.mid for kind in ("time", "view")]
+    pairs = [(agg.blocks_of(kind, k, "pose"), agg.blocks_of(kind, k, "geo"))
+             for k in agg.mid for kind in ("time", "view")]
     for k in agg.sparse_layers:
         if k >= agg.mid[0]:
             pairs.append((agg.sparse_blocks_of(k, "pose"), agg.sparse_blocks_of(k, "geo")))

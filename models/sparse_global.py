@@ -58,9 +58,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention_ops import attend, attention_half, mlp_half, project_qkv
+from models.attention_ops import attention_half, mlp_half
 from models.config import ConfigError, Page4DConfig
 from models.inputs import InputShapeError
+from models.layers.attention import biased_attention
 from models.layers.block import Block
 from models.sparse_strategies import (
     KeypointBias,
@@ -152,60 +153,26 @@ class SparseGlobalBlock(nn.Module):
     def _sparse(self, x, positions, layout, keypoints, keypoint_score) -> torch.Tensor:
         """Un-gated block output [B, L, C] (landmark / dilated)."""
         h = self.block.norm1(x)
-        q, k, v = project_qkv(self.block.attn, h, positions)
-        if self.block.attn.probe is not None:
-            self.block.attn.probe(q, k, None)
+        q, k, v = self.block.attn.project(h, positions)
         o = self._pattern(q, k, v, h, layout, keypoints, keypoint_score)
         return mlp_half(self.block, attention_half(self.block, x, o))
 
-    def _memory_bank(self, x, positions, keypoints, probe: bool = False):
-        """(tokens [B, L, C], memory [B, M, C]) after read + write; probe adds attention weights."""
-        B, L, _ = x.shape
+    def _memory_bank(self, x, positions, keypoints):
+        """(tokens [B, L, C], memory [B, M, C]) after read + write."""
+        B = x.shape[0]
         scale = self.block.attn.scale
         memory = self.memory_tokens.to(x.dtype)[None].expand(B, -1, -1)
-        q_x, k_x, v_x = project_qkv(self.block.attn, self.block.norm1(x), positions)
+        q_x, k_x, v_x = self.block.attn.project(self.block.norm1(x), positions)
         # Memory tokens have no image position; RoPE at (0, 0) (the specials' position) is the identity.
-        q_m = project_qkv(self.block.attn, self.block.norm1(memory), None)[0]
+        q_m = self.block.attn.project(self.block.norm1(memory))[0]
         read_bias = None
         if keypoints is not None and keypoints.query_weight is None:  # geometry stream: memory rows biased
             read_bias = keypoints.for_chunk(keypoints.key_value, memory.shape[1])
-        read = attend(q_m, k_x, v_x, scale, read_bias)
+        read = biased_attention(q_m, k_x, v_x, scale, read_bias)
         memory = mlp_half(self.block, attention_half(self.block, memory, read))
-        _, k_m, v_m = project_qkv(self.block.attn, self.block.norm1(memory), None)
-        tokens = mlp_half(self.block, attention_half(self.block, x, attend(q_x, k_m, v_m, scale)))
-        if not probe:
-            return tokens, memory
-        eye_l = torch.eye(L, dtype=x.dtype, device=x.device).expand(B, q_x.shape[1], L, L)
-        eye_m = torch.eye(memory.shape[1], dtype=x.dtype, device=x.device).expand(B, q_x.shape[1], -1, -1)
-        weights = {"read": attend(q_m, k_x, eye_l, scale, read_bias), "write": attend(q_x, k_m, eye_m, scale)}
-        return tokens, memory, weights
-
-    # ------------------------------------------------------------------ test probes
-    @torch.no_grad()
-    def attention_weights(self, x: torch.Tensor, positions: torch.Tensor,
-                          keypoints: Optional[KeypointBias] = None,
-                          keypoint_score: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-        """The attention weights actually used, read back by attending over identity values.
-
-        landmark / dilated: {"tokens": [B, H, L, L]}; memory_bank: {"read": [B, H, M, L],
-        "write": [B, H, L, M]}. Allocates L x L: for tests on tiny inputs only.
-        """
-        B, T, V, N, C = x.shape
-        flat = x.reshape(B, T * V * N, C)
-        pos = positions.repeat(1, T * V, 1)
-        if self.strategy == "memory_bank":
-            return self._memory_bank(flat, pos, keypoints, probe=True)[2]
-        layout = TokenLayout(T, V, N, self.num_special)
-        h = self.block.norm1(flat)
-        q, k, _ = project_qkv(self.block.attn, h, pos)
-        L = flat.shape[1]
-        eye = torch.eye(L, dtype=flat.dtype, device=flat.device).expand(B, q.shape[1], L, L)
-        return {"tokens": self._pattern(q, k, eye, h, layout, keypoints, keypoint_score)}
-
-    def memory_after_read(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """The updated memory [B, M, C] for clip tokens x [B, T, V, N, C] (memory_bank only)."""
-        B, T, V, N, C = x.shape
-        return self._memory_bank(x.reshape(B, -1, C), positions.repeat(1, T * V, 1), None)[1]
+        _, k_m, v_m = self.block.attn.project(self.block.norm1(memory))
+        tokens = mlp_half(self.block, attention_half(self.block, x, biased_attention(q_x, k_m, v_m, scale)))
+        return tokens, memory
 
 
 def sparse_streams(k: int, split_layer: Optional[int]) -> tuple[Stream, ...]:

@@ -17,7 +17,7 @@ against a key set whose size does not grow with L quadratically.
     Keys per query <= (1 + 2 * len(levels)) * V * N: cost linear in T for fixed levels.
 
 The keypoint bias (``KeypointBias``) is key-only (plus a per-query on/off weight for the shared stream)
-and travels as extra q/k channels (``attention_ops.attend``), gathered with the keys it belongs to.
+and travels as extra q/k channels (``biased_attention``), gathered with the keys it belongs to.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from models.attention_ops import attend
-from models.layers.attention import LowRankBias
+from models.layers.attention import LowRankBias, biased_attention
 
 
 @dataclass(frozen=True)
@@ -139,22 +138,9 @@ def landmark_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
             own_b = keypoints.key_value.reshape(B, layout.images, N)[:, images]  # [B, V, N]
             key_value = torch.cat((anchor_b[:, None].expand(B, V, total), own_b), dim=2).reshape(B * V, -1)
             bias = keypoints.for_chunk(key_value, N)
-        o = attend(q_t, keys, values, scale, bias, mask)  # [B*V, H, N, E]
+        o = biased_attention(q_t, keys, values, scale, bias, mask)  # [B*V, H, N, E]
         outs.append(o.reshape(B, V, H, N, E).transpose(1, 2))
     return torch.cat(outs, dim=2).reshape(B, H, L, E)
-
-
-def landmark_key_sets(layout: TokenLayout, anchors: torch.Tensor) -> list[list[set[int]]]:
-    """Reference key sets (for tests): [b][image] -> set of flat token indices its queries may see."""
-    sets = []
-    for b in range(anchors.shape[0]):
-        anchor_tokens = [{i * layout.N + int(a) for a in anchors[b, i]} for i in range(layout.images)]
-        per_image = []
-        for i in range(layout.images):
-            own = set(range(i * layout.N, (i + 1) * layout.N))
-            per_image.append(own.union(*anchor_tokens))
-        sets.append(per_image)
-    return sets
 
 
 # --------------------------------------------------------------------------------------------- dilated
@@ -187,5 +173,5 @@ def dilated_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
         bias = None
         if keypoints is not None:
             bias = keypoints.for_chunk(key_value.index_select(1, instants).reshape(B, -1), VN)
-        outs.append(attend(q_t[:, :, t], keys, values, scale, bias))
+        outs.append(biased_attention(q_t[:, :, t], keys, values, scale, bias))
     return torch.cat(outs, dim=2)

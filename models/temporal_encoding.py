@@ -6,9 +6,9 @@ at 0 (the bias is zero). Both depend on time differences only. One module per la
 of a mid layer share it.
 
 ``is_identity()`` says whether the module is exactly neutral now (all frequencies / slopes 0): the
-aggregator then applies nothing (``models/neutral.py``). ``rotations(time_index)`` returns the callables applied to q and k; ``bias(time_index)`` returns the
-low-rank logit bias (ALiBi over T instants is rank T: A[q, j] = -slope_h * |t_q - j| on the query
-side, the one-hot of t_k on the key side).
+aggregator then applies nothing (``models/neutral.py``). ``rotations(time_index)`` returns the
+callables applied to q and k; ``bias(time_index)`` returns the low-rank logit bias (ALiBi over T
+instants is rank T: A[q, j] = -slope_h * |t_q - j| on the query side, the one-hot of t_k on the key side).
 """
 
 from __future__ import annotations

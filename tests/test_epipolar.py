@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from models.attention_ops import project_qkv
 from models.epipolar import EpipolarPrior, check_cameras, epipolar_view_block
 from models.inputs import InputShapeError
 from models.layers.attention import LowRankBias
 from models.layers.block import Block
 from models.vggt import VGGT
+from tests.probes import dense as dense_low_rank
+from tests.probes import epipolar_dense_bias
 
 PATCH = 14
 PX = 112  # 8 x 8 patches
@@ -122,7 +123,7 @@ def test_penalised_pairs_are_exactly_those_far_from_the_independent_epipolar_lin
 def test_bias_structure_specials_and_same_camera_untouched():
     K, E = rig()
     prior = make_prior(K, E, penalty=3.0)
-    dense = prior.dense_bias(0, 0)
+    dense = epipolar_dense_bias(prior, 0, 0)
     N, V = S + 64, 3
     assert dense.shape == (V * N, V * N)
     assert set(dense.unique().tolist()) == {0.0, -3.0}
@@ -166,9 +167,9 @@ def test_view_block_with_prior_matches_dense_reference_and_never_builds_vn_by_vn
 
     # Reference: dense logits + mask bias + the full [VN, VN] prior of each instant.
     with torch.no_grad():
-        q, k, v = project_qkv(block.attn, block.norm1(seq), None)
-        logits = (q @ k.transpose(-1, -2)) * block.attn.scale + mask_bias.dense()
-        logits = logits + torch.stack([prior.dense_bias(0, t) for t in range(2)])[:, None]
+        q, k, v = block.attn.project(block.norm1(seq))
+        logits = (q @ k.transpose(-1, -2)) * block.attn.scale + dense_low_rank(mask_bias)
+        logits = logits + torch.stack([epipolar_dense_bias(prior, 0, t) for t in range(2)])[:, None]
         o = (logits.softmax(-1) @ v).transpose(1, 2).reshape(seq.shape)
         x = seq + block.ls1(block.attn.proj(o))
         expected = x + block.ls2(block.mlp(block.norm2(x)))

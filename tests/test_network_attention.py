@@ -13,6 +13,7 @@ from models.layers.attention import LowRankBias, biased_attention
 from models.layers.rope import patch_positions
 from models.token_layout import to_time_sequences, to_view_sequences
 from tests.helpers import perturb_, random_images, tiny_model
+from tests.probes import dense, probing
 
 
 def naive_attention(q, k, v, scale, bias_dense):
@@ -27,7 +28,7 @@ def test_biased_attention_matches_naive_float64_reference():
     bias = LowRankBias(torch.randn(B, H, L, R, generator=g, dtype=torch.float64),
                        torch.randn(1, 1, L, R, generator=g, dtype=torch.float64))
     scale = D**-0.5
-    expected = naive_attention(q, k, v, scale, bias.dense())
+    expected = naive_attention(q, k, v, scale, dense(bias))
     got = biased_attention(q, k, v, scale, bias)
     assert (got - expected).abs().max() < 1e-10
     # And without a bias it is plain attention.
@@ -64,7 +65,7 @@ def test_biased_attention_never_allocates_an_L_by_L_matrix():
     assert max(nbytes for _, nbytes, _ in rec.outputs) < L * L * 4 / 2
     # The recorder does catch a dense bias (the check can fail).
     with StorageRecorder() as rec:
-        naive_attention(q, k, v, 0.25, bias.dense())
+        naive_attention(q, k, v, 0.25, dense(bias))
     assert allocated_square(rec.outputs, L)
 
 
@@ -131,7 +132,7 @@ def attention_mass_on(mask_keys):
     def probe(q, k, bias):
         logits = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
         if bias is not None:
-            logits = logits + bias.dense()
+            logits = logits + dense(bias)
         weights = torch.softmax(logits.double(), dim=-1)
         masses.append(float(weights[..., mask_keys].sum(-1).mean().detach()))
 
@@ -159,11 +160,10 @@ def test_nonzero_lambda_suppresses_masked_keys_in_pose_and_amplifies_in_geometry
         for stream in ("pose", "geo"):
             probe, record = attention_mass_on(mask_keys)
             block = model.aggregator.blocks_of(kind, first_mid, stream)
-            block.attn.probe = probe
             # Grad mode on: nothing is skipped (at lambda 0 without autograd the identical geometry stream
             # would not run at all - tests/test_neutral_skips.py), so both streams' attention is probed.
-            model(images, ext_mask=ext)
-            block.attn.probe = None
+            with probing(block.attn, probe):
+                model(images, ext_mask=ext)
             masses[stream] = record[0]
         return masses
 
@@ -180,11 +180,11 @@ def test_lambdas_are_clamped():
         "lambda_pose": 4.0, "lambda_geo": -4.0, "lambda_pose_t": 4.0, "lambda_geo_t": -0.5}
     key_mask = torch.ones(1, 2 * 40)
     bias = model.aggregator.mask_bias.bias(key_mask, "shared", "view", 5, 40)
-    dense = bias.dense()[0, 0]
+    matrix = dense(bias)[0, 0]
     # Single stream: camera/register query rows get -lambda_pose, patch rows +lambda_geo (clamped).
-    assert torch.allclose(dense[:5], torch.full_like(dense[:5], -4.0))
-    assert torch.allclose(dense[5:40], torch.full_like(dense[5:40], -4.0))  # +lambda_geo = -4
-    assert torch.allclose(dense[40:45], torch.full_like(dense[40:45], -4.0))
+    assert torch.allclose(matrix[:5], torch.full_like(matrix[:5], -4.0))
+    assert torch.allclose(matrix[5:40], torch.full_like(matrix[5:40], -4.0))  # +lambda_geo = -4
+    assert torch.allclose(matrix[40:45], torch.full_like(matrix[40:45], -4.0))
     with torch.no_grad():
         model(random_images(1, 1, 2, 28, 28))  # forward runs with clamped values
     out_lambdas = model(random_images(1, 1, 1, 28, 28))["lambdas"]
@@ -195,9 +195,9 @@ def test_single_stream_bias_depends_on_query_role():
     model = tiny_model(enable_dual_stream=False)
     set_lambdas(model, 1.5, 0.5, 0.0, 0.0)
     key_mask = torch.rand(1, 80)
-    dense = model.aggregator.mask_bias.bias(key_mask, "shared", "view", 5, 40).dense()[0, 0]
+    matrix = dense(model.aggregator.mask_bias.bias(key_mask, "shared", "view", 5, 40))[0, 0]
     expected_rows = torch.tensor(([-1.5] * 5 + [0.5] * 35) * 2)
-    assert torch.allclose(dense, expected_rows[:, None] * key_mask[0][None, :])
+    assert torch.allclose(matrix, expected_rows[:, None] * key_mask[0][None, :])
 
 
 def test_permuting_cameras_permutes_outputs():

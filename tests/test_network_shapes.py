@@ -152,3 +152,13 @@ def test_layer_numbering_is_one_based():
     # pi3_layers=3 in tiny: layers 1-3 use Pi3 numerics (eps 1e-6), layer 4 VGGT's (1e-5).
     assert model.aggregator.time_blocks[0].eps == (1e-6, 1e-5)
     assert model.aggregator.time_blocks[3].eps == (1e-5, 1e-5)
+
+
+def test_every_module_owning_parameters_can_reset_them():
+    """A meta-device build is filled by reset_parameters(): no module may own tensors it cannot initialise."""
+    with torch.device("meta"):
+        model = VGGT(preset="tiny", enable_sparse_global=True, sparse_global_layers=[3, 4],
+                     sparse_strategy="memory_bank", use_gating=True)
+    missing = [f"{name or 'model'} ({type(module).__name__})" for name, module in model.named_modules()
+               if any(True for _ in module.parameters(recurse=False)) and not hasattr(module, "reset_parameters")]
+    assert not missing

@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.attention_ops import attend, project_qkv, run_block
+from models.attention_ops import run_block
 from models.config import ConfigError, Page4DConfig
 from models.inputs import InputShapeError
-from models.layers.attention import LowRankBias
+from models.layers.attention import LowRankBias, biased_attention
 from models.layers.block import Block
 from models.layers.rope import RotaryPositionEmbedding2D, patch_positions
 from models.sparse_global import SparseGlobalBlock, build_sparse_blocks, keypoint_bias, keypoints_to_patches
-from models.sparse_strategies import TokenLayout, dilated_neighbours, landmark_key_sets, select_anchors
+from models.sparse_strategies import TokenLayout, dilated_neighbours, select_anchors
 from models.vggt import VGGT
+from tests.probes import landmark_key_sets, memory_after_read, sparse_attention_weights
 
 STRATEGIES = ("landmark", "dilated", "memory_bank")
 PX = 56  # 4 x 4 patches: tiny and fast
@@ -220,7 +221,7 @@ def no_positions(N: int) -> torch.Tensor:
 def dense_reference(block: SparseGlobalBlock, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """Plain softmax attention weights [B, H, L, L] restricted to ``allowed`` [L, L] (bool)."""
     B, T, V, N, C = x.shape
-    q, k, _ = project_qkv(block.block.attn, block.block.norm1(x.reshape(B, -1, C)), None)
+    q, k, _ = block.block.attn.project(block.block.norm1(x.reshape(B, -1, C)))
     logits = (q @ k.transpose(-1, -2)) * block.block.attn.scale
     return logits.masked_fill(~allowed, float("-inf")).softmax(-1)
 
@@ -254,7 +255,7 @@ def test_run_block_with_plain_attention_reproduces_block_forward():
     positions = patch_positions(1, 4, 4, 5)
     bias = LowRankBias(torch.randn(1, 1, 21, 2), torch.randn(3, 1, 21, 2))
     expected = block(x, positions, (), bias)
-    got = run_block(block, x, positions, lambda q, k, v: attend(q, k, v, block.attn.scale, bias))
+    got = run_block(block, x, positions, lambda q, k, v: biased_attention(q, k, v, block.attn.scale, bias))
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 
 
@@ -263,7 +264,7 @@ def test_landmark_attention_reaches_only_anchors_and_own_image():
     x = clip()
     T, V, N = x.shape[1:4]
     layout = TokenLayout(T, V, N, 2)
-    weights = block.attention_weights(x, no_positions(N))["tokens"]  # [1, H, L, L]
+    weights = sparse_attention_weights(block, x, no_positions(N))["tokens"]  # [1, H, L, L]
     anchors = block.anchors(block.block.norm1(x.reshape(1, -1, x.shape[-1])), layout, None)
     allowed = torch.zeros(layout.tokens, layout.tokens, dtype=torch.bool)
     for image, keys in enumerate(landmark_key_sets(layout, anchors)[0]):
@@ -311,7 +312,7 @@ def test_dilated_attention_pattern_is_the_neighbour_instants_across_cameras():
     block = make_block("dilated", levels=(1, 3))
     x = clip(T=6)
     T, V, N = x.shape[1:4]
-    weights = block.attention_weights(x, no_positions(N))["tokens"]
+    weights = sparse_attention_weights(block, x, no_positions(N))["tokens"]
     instant = torch.arange(T).repeat_interleave(V * N)
     gap = (instant[:, None] - instant[None]).abs()
     allowed = (gap == 0) | (gap == 1) | (gap == 3)
@@ -333,13 +334,13 @@ def test_memory_bank_reads_all_tokens_and_writes_back():
     block = make_block("memory_bank")
     x, other = clip(seed=0), clip(seed=1)
     N = x.shape[3]
-    weights = block.attention_weights(x, no_positions(N))
+    weights = sparse_attention_weights(block, x, no_positions(N))
     L = x.shape[1] * x.shape[2] * N
     assert weights["read"].shape == (1, 2, 4, L) and weights["write"].shape == (1, 2, L, 4)
     assert torch.all(weights["read"] > 0)  # every memory slot reads every token
     torch.testing.assert_close(weights["read"].sum(-1), torch.ones(1, 2, 4))
-    memory = block.memory_after_read(x, no_positions(N))
-    assert (memory - block.memory_after_read(other, no_positions(N))).abs().max() > 1e-3  # read
+    memory = memory_after_read(block, x, no_positions(N))
+    assert (memory - memory_after_read(block, other, no_positions(N))).abs().max() > 1e-3  # read
     out = block(x, no_positions(N))
     with torch.no_grad():
         block.memory_tokens.add_(torch.randn_like(block.memory_tokens))
@@ -366,7 +367,7 @@ def test_lambda_kpt_raises_geometry_attention_on_keypoints_pose_untouched(strate
 
     def weights(stream):
         block = blocks[f"{stream}_sparse_blocks"][3]
-        w = block.attention_weights(x, positions, keypoint_bias(lam, stream, keypoints, 5), score)
+        w = sparse_attention_weights(block, x, positions, keypoint_bias(lam, stream, keypoints, 5), score)
         return w["read"] if strategy == "memory_bank" else w["tokens"]
 
     base = {s: weights(s) for s in ("pose", "geo")}
@@ -386,8 +387,8 @@ def test_lambda_kpt_in_shared_stream_only_biases_patch_queries():
     keypoints = torch.zeros(1, 2, 2, 16)
     keypoints[..., 3] = 1.0
     positions = patch_positions(1, 4, 4, 5)
-    before = block.attention_weights(x, positions, keypoint_bias(torch.tensor(0.0), "shared", keypoints, 5))
-    after = block.attention_weights(x, positions, keypoint_bias(torch.tensor(1.5), "shared", keypoints, 5))
+    before = sparse_attention_weights(block, x, positions, keypoint_bias(torch.tensor(0.0), "shared", keypoints, 5))
+    after = sparse_attention_weights(block, x, positions, keypoint_bias(torch.tensor(1.5), "shared", keypoints, 5))
     is_special = (torch.arange(21) < 5).repeat(4)
     assert torch.equal(before["tokens"][:, :, is_special], after["tokens"][:, :, is_special])
     assert (before["tokens"][:, :, ~is_special] - after["tokens"][:, :, ~is_special]).abs().max() > 1e-4
@@ -403,14 +404,12 @@ def test_lambda_kpt_has_no_effect_with_memory_bank_in_the_shared_stream_by_desig
     keypoints = torch.zeros(1, 2, 2, 16)
     keypoints[..., 3] = 1.0
     positions = patch_positions(1, 4, 4, 5)
+    out = {}
     with torch.no_grad():
-        for block in (shared, blocks["geo_sparse_blocks"][0]):
+        for name, block in (("shared", shared), ("geo", blocks["geo_sparse_blocks"][0])):
             block.gate.fill_(1.0)
-        stream_of = {id(shared): "shared", id(blocks["geo_sparse_blocks"][0]): "geo"}
-        out = {}
-        for block in (shared, blocks["geo_sparse_blocks"][0]):
-            name = stream_of[id(block)]
-            out[name] = [block(x, positions, keypoint_bias(torch.tensor(lam), name, keypoints, 5)) for lam in (0.0, 1.5)]
+            out[name] = [block(x, positions, keypoint_bias(torch.tensor(lam), name, keypoints, 5))
+                         for lam in (0.0, 1.5)]
     assert torch.equal(out["shared"][0], out["shared"][1])  # shared stream: no query is a patch query
     assert (out["geo"][0] - out["geo"][1]).abs().max() > 1e-5  # geometry stream: the memory read is biased
 

@@ -20,8 +20,8 @@ A bias that is exactly zero is not passed at all (the aggregator decides that, `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import warnings
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -42,10 +42,6 @@ class LowRankBias:
     @property
     def rank(self) -> int:
         return self.query.shape[-1]
-
-    def dense(self) -> torch.Tensor:
-        """The full [.., Lq, Lk] bias. For tests and references only (allocates L x L)."""
-        return self.query @ self.key.transpose(-1, -2)
 
     @staticmethod
     def concat(biases: list["LowRankBias"]) -> Optional["LowRankBias"]:
@@ -191,8 +187,6 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
         # Shared, parameter-free module; kept out of the state dict by not being a child when None.
         self.rope = rope
-        # Test hook: called as probe(q, k, bias) with the final q, k (after norms and rotations).
-        self.probe: Optional[Callable] = None
 
     def forward(
         self,
@@ -203,8 +197,6 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         B, L, C = x.shape
         q, k, v = self.project(x, positions, rotations)
-        if self.probe is not None:
-            self.probe(q, k, bias)
         out = biased_attention(q, k, v, self.scale, bias)
         return self.proj(out.transpose(1, 2).reshape(B, L, C))
 
