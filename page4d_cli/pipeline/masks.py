@@ -11,8 +11,8 @@ External masks (``masks_dir``) use the same camera names as the input, one of:
   (frame ``cam0/img_0008.jpg`` -> mask ``masks/cam0/img_0008.png``) or, failing that, its frame's number.
   A missing ``008.png`` is an error naming that file, it never shifts ``009.png`` onto frame 8.
 - ``masks/cam0.mp4``: frame k of the mask video is the mask of frame k.
-- the ``masks/`` folder of an earlier ``page4d reconstruct`` output (``masks/camXX/frame_TTTT.png``
-  next to its ``cameras.json``): cameras.json maps each ``camXX`` to its camera name and each instant t
+- the ``masks/`` (or ``masks/auto/``) folder of an earlier ``page4d reconstruct`` output
+  (``masks/camXX/frame_TTTT.png`` next to its ``cameras.json``): cameras.json maps each ``camXX`` to its camera name and each instant t
   to the source frame, so a run's masks can be fed back in.
 
 A pixel is dynamic where the image is non-zero (colour channels; alpha is ignored). Video masks are
@@ -59,8 +59,10 @@ def _find_mask_source(masks_dir: Path, camera: CameraInfo, run_cameras: Optional
 
 def _run_cameras(masks_dir: Path) -> Optional[dict]:
     """``{camera name: cameras.json entry}`` when ``masks_dir`` is the masks/ folder of a page4d output."""
-    record = masks_dir.parent / "cameras.json"
-    if not record.is_file():
+    # masks/ (the network's masks) or masks/auto/ (the --auto-masks a run was given) of an output folder
+    records = [folder / "cameras.json" for folder in (masks_dir.parent, masks_dir.parent.parent)]
+    record = next((path for path in records if path.is_file()), None)
+    if record is None:
         return None
     try:
         data = json.loads(record.read_text())
