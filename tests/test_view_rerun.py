@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from models.errors import Page4DError
 from page4d_cli.pipeline.export import PointFilter
 from page4d_cli.pipeline.write_outputs import ExportOptions, export_reconstruction
 from page4d_cli.preview import PreviewOptions, write_previews
@@ -178,3 +179,17 @@ def test_depth_is_read_back_in_world_units(tmp_path, fmt):
     assert world.shape == (60, 80)  # the original resolution
     assert np.allclose(world[:, :40], 2.0, atol=1e-3) and np.allclose(world[:, 40:], 5.0, atol=1e-3)
     assert any("no point clouds" in note for note in folder.notes)
+
+
+def test_save_never_replaces_a_file_silently_and_leaves_nothing_half_written(output, tmp_path):
+    existing = tmp_path / "mine.rrd"
+    existing.write_bytes(b"someone's recording")
+    with pytest.raises(ViewError, match="already exists; pass --overwrite"):
+        view(output, ViewOptions(save=existing))
+    assert existing.read_bytes() == b"someone's recording"
+    copy = _copy(output, tmp_path)
+    (copy / "points" / "frame_0002.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\n")  # truncated
+    target = tmp_path / "new.rrd"
+    with pytest.raises(Page4DError, match="frame_0002.ply: the PLY header has no end_header"):
+        view(copy, ViewOptions(save=target))
+    assert not target.exists() and not list(tmp_path.glob(".new.rrd.tmp-*"))

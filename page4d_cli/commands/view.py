@@ -28,7 +28,8 @@ HELP = "\n\n".join([
 
 
 def run_view(out_dir: Path, save: Optional[Path] = None, web: bool = False, max_points: Optional[int] = None,
-             web_port: Optional[int] = None, open_browser: bool = True, quiet: bool = False) -> None:
+             web_port: Optional[int] = None, open_browser: bool = True, quiet: bool = False,
+             overwrite: bool = False) -> None:
     """Log ``out_dir`` with a progress bar, then (web mode) serve until Ctrl-C; errors exit with one line.
 
     Shared by ``page4d view`` and ``page4d reconstruct --view``.
@@ -47,7 +48,7 @@ def run_view(out_dir: Path, save: Optional[Path] = None, web: bool = False, max_
 
     err = Console(stderr=True)
     try:
-        options = ViewOptions(save=save, web=web, max_points=max_points, web_port=web_port,
+        options = ViewOptions(save=save, overwrite=overwrite, web=web, max_points=max_points, web_port=web_port,
                               open_browser=open_browser)
         bars = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                         TimeRemainingColumn(compact=True, elapsed_when_finished=True), console=err, disable=quiet)
@@ -86,6 +87,8 @@ def view_cmd(
     out_dir: Annotated[Path, typer.Argument(help="Output folder of page4d reconstruct.", show_default=False)],
     save: Annotated[Optional[Path], typer.Option(
         "--save", help="Write a Rerun recording (FILE.rrd) instead of opening a viewer.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", metavar=FLAG, show_default=OFF, help=(
+        "Replace an existing --save file."))] = False,
     web: Annotated[bool, typer.Option("--web", metavar=FLAG, show_default=OFF, help="Serve the web viewer (local port) instead of the native one.")]
     = False,
     max_points: Annotated[int, typer.Option(
@@ -96,4 +99,4 @@ def view_cmd(
 ) -> None:
     """See HELP."""
     run_view(out_dir, save=save, web=web, max_points=max_points or None, web_port=web_port,
-             open_browser=not no_browser, quiet=quiet)
+             open_browser=not no_browser, quiet=quiet, overwrite=overwrite)

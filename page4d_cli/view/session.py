@@ -24,18 +24,19 @@ from page4d_cli.view.log import blueprint, log_instant, log_static, scene_size
 INSTALL_HINT = "pip install 'page4d[view]'"
 APPLICATION_ID = "page4d"
 DEFAULT_WEB_PORT = 9090  # Rerun's own default for its web viewer
-DEFAULT_MAX_POINTS = 500_000  # per instant: keeps a 24-instant recording around 300 MB of points at most
+DEFAULT_MAX_POINTS = 500_000  # per instant: at most ~7.5 MB of points (float32 xyz + RGB) per instant
 
 
 @dataclass(frozen=True)
 class ViewOptions:
-    """Where the recording goes: ``save`` (an .rrd file) wins over ``web``; neither = the native viewer.
+    """Where the recording goes: ``save`` (an .rrd file) or ``web`` (not both); neither = the native viewer.
 
     max_points: most points shown per instant (None = all). web_port / grpc_port: ports of the web
     viewer and of the data server it connects to (``--web``; None = Rerun's defaults).
     """
 
     save: Optional[Path] = None
+    overwrite: bool = False  # replace an existing --save file (never done silently)
     web: bool = False
     max_points: Optional[int] = DEFAULT_MAX_POINTS
     web_port: Optional[int] = None
@@ -80,14 +81,24 @@ def check_sink(options: ViewOptions) -> None:
             raise ViewError(f"{target}: a Rerun recording must end in .rrd; e.g. --save {target.with_suffix('.rrd')}")
         if target.is_dir():
             raise ViewError(f"{target}: is a folder; give a file name ending in .rrd")
-        if not target.parent.exists():
-            raise ViewError(f"{target.parent}: no such folder for --save; create it or choose another path")
+        if target.exists() and not options.overwrite:
+            raise ViewError(f"{target}: already exists; pass --overwrite to replace it, or choose another name")
+        parent = target.parent if str(target.parent) else Path(".")
+        if not parent.is_dir():
+            raise ViewError(f"{parent}: no such folder for --save; create it or choose another path")
+        if not os.access(parent, os.W_OK):
+            raise ViewError(f"{parent}: not writable, so --save cannot write there; choose another folder")
+
+
+def _partial_path(target: Path) -> Path:
+    """Where a recording is written until it is complete (same folder, so the rename is atomic)."""
+    return target.with_name(f".{target.name}.tmp-{os.getpid()}")
 
 
 def _connect(rr, rec, options: ViewOptions, layout) -> Optional[str]:
     """Attach the recording to its sink; returns the web viewer's address in web mode."""
     if options.mode == "save":
-        rec.save(options.save, default_blueprint=layout)
+        rec.save(_partial_path(Path(options.save)), default_blueprint=layout)
         return None
     if options.mode == "spawn":
         rec.spawn(default_blueprint=layout)
@@ -125,6 +136,23 @@ def view(out_dir, options: Optional[ViewOptions] = None,
     rec = rr.RecordingStream(APPLICATION_ID)
     rec.send_recording_name(folder.root.resolve().name)
     address = _connect(rr, rec, options, blueprint(folder))
+    try:
+        shown = _log_all(rr, rec, folder, options, progress)
+    except BaseException:
+        if options.mode == "save":  # nothing half-written: the partial recording goes
+            rec.disconnect()
+            _partial_path(Path(options.save)).unlink(missing_ok=True)
+        raise
+    if options.mode == "save":
+        rec.disconnect()  # closes the file (with its footer)
+        os.replace(_partial_path(Path(options.save)), options.save)
+    return ViewResult(mode=options.mode, num_instants=folder.num_instants, num_cameras=folder.num_cameras,
+                      points_shown=shown, notes=list(folder.notes), address=address, recording=rec)
+
+
+def _log_all(rr, rec, folder: ReconstructionFolder, options: ViewOptions,
+             progress: Optional[Callable[[int, int], None]]) -> list[int]:
+    """Static parts, then instant after instant; returns the points shown per instant."""
     log_static(rr, rec, folder, options.max_points)
     frustum_depth = 0.15 * scene_size(folder)
     shown = []
@@ -133,11 +161,7 @@ def view(out_dir, options: Optional[ViewOptions] = None,
         rec.flush()  # hand this instant to the sink before reading the next: memory stays at one instant
         if progress is not None:
             progress(t + 1, folder.num_instants)
-    rec.flush()
-    if options.mode == "save":
-        rec.disconnect()  # closes the file (with its footer)
-    return ViewResult(mode=options.mode, num_instants=folder.num_instants, num_cameras=folder.num_cameras,
-                      points_shown=shown, notes=list(folder.notes), address=address, recording=rec)
+    return shown
 
 
 def serve_forever(poll_s: float = 1.0) -> None:
