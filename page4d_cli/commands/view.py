@@ -89,13 +89,15 @@ def view_cmd(
         "--save", help="Write a Rerun recording (FILE.rrd) instead of opening a viewer.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", metavar=FLAG, show_default=OFF, help=(
         "Replace an existing --save file."))] = False,
-    web: Annotated[bool, typer.Option("--web", metavar=FLAG, show_default=OFF, help="Serve the web viewer (local port) instead of the native one.")]
+    web: Annotated[bool, typer.Option("--web", metavar=FLAG, show_default=OFF, help=(
+        "Serve the web viewer (local port) instead of the native one."))] = False,
+    max_points: Annotated[int, typer.Option("--max-points", help=(
+        "Most points shown per instant (uniform random subsample); 0 = all."))] = DEFAULT_MAX_POINTS,
+    web_port: Annotated[Optional[int], typer.Option(help="Port of the web viewer (--web).", show_default="9090")] = None,
+    no_browser: Annotated[bool, typer.Option("--no-browser", metavar=FLAG, show_default=OFF, help=(
+        "With --web: do not open a browser."))] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, show_default=OFF, help="No progress bar.")]
     = False,
-    max_points: Annotated[int, typer.Option(
-        "--max-points", help="Most points shown per instant (uniform random subsample); 0 = all.")] = DEFAULT_MAX_POINTS,
-    web_port: Annotated[Optional[int], typer.Option(help="Port of the web viewer (--web).", show_default=False)] = None,
-    no_browser: Annotated[bool, typer.Option("--no-browser", metavar=FLAG, show_default=OFF, help="With --web: do not open a browser.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, show_default=OFF, help="No progress bar.")] = False,
 ) -> None:
     """See HELP."""
     run_view(out_dir, save=save, web=web, max_points=max_points or None, web_port=web_port,
