@@ -161,11 +161,12 @@ def test_cli_error_is_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:") and "no such folder" in lines[0]
 
 
-def test_cli_default_max_points_is_the_librarys():
-    from page4d_cli.commands.view import DEFAULT_MAX_POINTS
-    from page4d_cli.view.session import DEFAULT_MAX_POINTS as LIBRARY_DEFAULT
+def test_cli_defaults_are_the_librarys():
+    from page4d_cli.commands import view as command
+    from page4d_cli.view import session
 
-    assert DEFAULT_MAX_POINTS == LIBRARY_DEFAULT
+    assert command.DEFAULT_MAX_POINTS == session.DEFAULT_MAX_POINTS
+    assert command.DEFAULT_WEB_PORT == session.DEFAULT_WEB_PORT
 
 
 @pytest.mark.parametrize("fmt", ["npy", "png"])

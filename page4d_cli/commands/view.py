@@ -15,7 +15,9 @@ from page4d_cli.commands.reconstruct import FLAG, OFF
 from page4d_cli.console import fail
 
 EXIT_INTERRUPTED = 130
-DEFAULT_MAX_POINTS = 500_000  # the library's default (page4d_cli.view.session.DEFAULT_MAX_POINTS), checked in a test
+# The library's defaults (page4d_cli.view.session imports numpy, so not here); a test checks they agree.
+DEFAULT_MAX_POINTS = 500_000
+DEFAULT_WEB_PORT = 9090
 
 HELP = "\n\n".join([
     "Show a reconstruction folder in Rerun: a timeline over the sampled instants, the fused point cloud of "
@@ -93,7 +95,8 @@ def view_cmd(
         "Serve the web viewer (local port) instead of the native one."))] = False,
     max_points: Annotated[int, typer.Option("--max-points", help=(
         "Most points shown per instant (uniform random subsample); 0 = all."))] = DEFAULT_MAX_POINTS,
-    web_port: Annotated[Optional[int], typer.Option(help="Port of the web viewer (--web).", show_default="9090")] = None,
+    web_port: Annotated[Optional[int], typer.Option(
+        help="Port of the web viewer (--web).", show_default=str(DEFAULT_WEB_PORT))] = None,
     no_browser: Annotated[bool, typer.Option("--no-browser", metavar=FLAG, show_default=OFF, help=(
         "With --web: do not open a browser."))] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, show_default=OFF, help="No progress bar.")]
