@@ -161,6 +161,19 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
     assert len(_metrics(tmp_path / "run")) == state["step"]
 
 
+def test_data_error_in_a_worker_is_one_line_and_leaves_no_run(tmp_path):
+    from models.errors import Page4DError
+    from page4d_cli.train.loop import train
+
+    (tmp_path / "kept").mkdir()  # an empty folder the user made: reused, and left in place afterwards
+    cfg = _config(tmp_path, name="kept", workers=1)
+    message = "clips/c0/gt/cam00/depth_0003.png: depth is 10x10, the image 56x56; write depth at image size"
+    with pytest.raises(Page4DError) as info:
+        train(cfg, dataset=FakeClipDataset(length=2, size=28, error=message), log=lambda _: None)
+    assert str(info.value) == message  # the worker's traceback text is not in the message
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
+
+
 def test_bad_run_folders(tmp_path):
     from page4d_cli.train.run_folder import RunFolderError, check_new_run_folder
     from page4d_cli.train.session import resume_config

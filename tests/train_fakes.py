@@ -14,14 +14,19 @@ from models.heads.pose_encoding import extrinsic_intrinsic_to_encoding
 
 class FakeClipDataset(torch.utils.data.Dataset):
     def __init__(self, length: int = 4, frames: int = 2, cameras: int = 2, size: int = 56, seed: int = 0,
-                 nan_index: int | None = None) -> None:
+                 nan_index: int | None = None, error: str | None = None) -> None:
         self.length, self.frames, self.cameras, self.size, self.seed = length, frames, cameras, size, seed
         self.nan_index = nan_index  # this item's depth GT is NaN at valid pixels (a corrupt sample)
+        self.error = error  # every item raises a Page4DError with this message (a bad clip found late)
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> dict:
+        if self.error:
+            from models.errors import Page4DError
+
+            raise Page4DError(self.error)
         g = torch.Generator().manual_seed(self.seed * 1000 + index)
         T, V, S = self.frames, self.cameras, self.size
         focal = S * 0.9

@@ -84,10 +84,15 @@ def train(cfg: TrainConfig, dataset=None, network=None, resume: bool = False,
     (default: ``evaluation.evaluate_model``, page4d eval's metrics on the clips of ``cfg.eval_data``).
     """
     ctx = setup(cfg.device)
+    session = None
     try:
         with _StopFlag() as stop:
             session = open_session(cfg, ctx, dataset, network, resume, log)
             return _run(cfg, ctx, session, stop, eval_fn, log)
+    except Exception:
+        if session is not None and session.created_dir is not None:
+            rf.remove_unfinished_run(session.run, session.created_dir)
+        raise
     finally:
         teardown(ctx)
 

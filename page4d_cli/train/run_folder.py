@@ -98,6 +98,20 @@ def read_run_config(run: Path) -> dict:
     return data
 
 
+def remove_unfinished_run(run: Path, created_dir: bool) -> None:
+    """A new run that failed before its first checkpoint: remove the files it wrote (and the folder if it
+    created it), so no half-made run is left behind. Nothing else is touched."""
+    if (run / WEIGHTS).exists():
+        return
+    for name in (CONFIG, METRICS, EVAL, STATE, f".{WEIGHTS}.tmp", f".{STATE}.tmp", f".{CONFIG}.tmp"):
+        (run / name).unlink(missing_ok=True)
+    if created_dir:
+        try:
+            run.rmdir()  # only if empty
+        except OSError:
+            pass
+
+
 def append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")

@@ -37,6 +37,7 @@ class Session:
     saved_names: list[str]  # parameters written to weights.safetensors
     step: int = 0
     skipped: int = 0
+    created_dir: Optional[bool] = None  # new run (rank 0): whether the folder itself was created by it
 
 
 def seed_everything(seed: int) -> None:
@@ -150,7 +151,7 @@ def open_session(cfg: TrainConfig, ctx: DistContext, dataset, network, resume: b
     if resume:
         _restore(session, ctx)
     elif ctx.is_main:
-        _create_run(run, cfg, model, report)
+        session.created_dir = _create_run(run, cfg, model, report)
     barrier(ctx)
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -162,7 +163,8 @@ def open_session(cfg: TrainConfig, ctx: DistContext, dataset, network, resume: b
     return session
 
 
-def _create_run(run: Path, cfg: TrainConfig, model, report) -> None:
+def _create_run(run: Path, cfg: TrainConfig, model, report) -> bool:
+    """Create the run folder and config.json; returns whether the folder was created (vs. empty before)."""
     created = not run.exists()
     try:
         run.mkdir(parents=True, exist_ok=True)
@@ -173,6 +175,7 @@ def _create_run(run: Path, cfg: TrainConfig, model, report) -> None:
         if created:
             shutil.rmtree(run, ignore_errors=True)
         raise rf.RunFolderError(f"{run}: cannot write the run folder ({exc.strerror or exc}); choose another --out")
+    return created
 
 
 def _restore(s: Session, ctx: DistContext) -> None:
