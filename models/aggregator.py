@@ -145,10 +145,11 @@ class Aggregator(nn.Module):
         self.encoder_chunk = 32  # images per encoder pass: bounds activation memory for long clips
         # Sparse Global-SA (models/sparse_global.py); built last so the other modules' init is unchanged.
         self.sparse_layers = list(cfg.sparse_global_indices)
+        self.register_parameter("lambda_kpt", None)  # always an attribute; a tensor only with sparse layers
         if self.sparse_layers:
             for name, blocks in build_sparse_blocks(cfg, self.mid[0] if self.dual else None, self.rope).items():
                 setattr(self, name, LayerModules(blocks))
-            self.lambda_kpt = nn.Parameter(torch.zeros(()))
+            self.lambda_kpt = nn.Parameter(torch.zeros(()))  # registered as None above when no sparse layer
             self.sync_sparse_blocks()
         self.epipolar_layers = cfg.epipolar_indices
         self._neutral = NeutralityCache()
@@ -165,7 +166,7 @@ class Aggregator(nn.Module):
         """Initialise the aggregator's own tensors (the special tokens), as VGGT does."""
         nn.init.normal_(self.camera_token, std=1e-6)
         nn.init.normal_(self.register_token, std=1e-6)
-        if hasattr(self, "lambda_kpt"):  # Sparse Global-SA keypoint bias: neutral at init
+        if getattr(self, "lambda_kpt", None) is not None:  # Sparse Global-SA keypoint bias: neutral at init
             nn.init.zeros_(self.lambda_kpt)
 
     def _block(self, k: int) -> Block:
@@ -290,13 +291,12 @@ class Aggregator(nn.Module):
         if self.epipolar_layers and intrinsics is not None and V > 1:
             epipolar = EpipolarPrior(intrinsics, extrinsics, grid, self.cfg.patch_size, self.patch_start,
                                      self.cfg.epipolar_band, self.cfg.epipolar_penalty)
+        lambda_kpt = None
         if self.sparse_layers:
             check_landmark_k(self.cfg, grid[0] * grid[1])
             lambda_kpt = self.lambda_kpt.clamp(-self.cfg.lambda_clamp_value, self.cfg.lambda_clamp_value)
-            if plan.zero_lambda_kpt:
-                ext_keypoints_bias = None  # the keypoint bias is exactly 0: no channel
-            else:
-                ext_keypoints_bias = ext_keypoints
+        # The keypoint bias is exactly 0 when lambda_kpt is: no channel then.
+        bias_keypoints = None if plan.zero_lambda_kpt else ext_keypoints
 
         def set_mask(layer_tokens: torch.Tensor) -> None:
             out.mask_tilde, out.mask, out.mask_alpha, out.mask_beta = self.compute_mask(layer_tokens, ext_mask, grid)
@@ -320,7 +320,7 @@ class Aggregator(nn.Module):
                 x_view = self._view_sa(k, name, x_time, state, epipolar if k in self.epipolar_layers else None)
                 if k in self.sparse_layers:
                     # Replaces the stream's tokens and the View-SA half of the recorded output.
-                    kpt = keypoint_bias(lambda_kpt, name, ext_keypoints_bias, self.patch_start)
+                    kpt = keypoint_bias(lambda_kpt, name, bias_keypoints, self.patch_start)
                     score = ext_keypoints.reshape(B, T * V, -1) if ext_keypoints is not None else None
                     x_view = self.sparse_blocks_of(k, name)(x_view, positions, kpt, score)
                 if k in record:

@@ -124,7 +124,7 @@ def stream_pairs(agg) -> list[tuple[nn.Module, nn.Module]]:
 def plan_inputs(agg) -> tuple[list[torch.Tensor], tuple]:
     """The tensors and the eps values the aggregator's plan depends on (the cache key)."""
     params = list(agg.mask_bias.parameters()) + list(agg.temporal_pos.parameters())
-    if hasattr(agg, "lambda_kpt"):
+    if agg.lambda_kpt is not None:
         params.append(agg.lambda_kpt)
     eps = []
     for pose, geo in stream_pairs(agg):
@@ -141,7 +141,7 @@ def decide_plan(agg, grad_needed: Callable[[torch.Tensor], bool]) -> NeutralPlan
     identity = frozenset(k for k in agg.temporal_pos.layers()
                          if not any(grad_needed(p) for p in agg.temporal_pos[k].parameters())
                          and agg.temporal_pos[k].is_identity())
-    kpt = getattr(agg, "lambda_kpt", None)
+    kpt = agg.lambda_kpt
     zero_kpt = kpt is not None and not grad_needed(kpt) and is_zero(kpt)
     identical = False
     pairs = stream_pairs(agg)
