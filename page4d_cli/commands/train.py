@@ -7,6 +7,7 @@ torch is imported only inside the functions (``page4d --help`` stays light).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -132,7 +133,8 @@ def run_training(cfg: TrainConfig, network: Optional[dict] = None, resume: bool 
     except TrainingInterrupted as exc:
         sys.stderr.write(f"interrupted: {exc}\n")
         return exc.exit_code
-    print(f"{result.run}: {result.step} steps done ({result.skipped} skipped); weights.safetensors written")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
+        print(f"{result.run}: {result.step} steps done ({result.skipped} skipped); weights.safetensors written")
     return 0
 
 
