@@ -17,8 +17,8 @@ The camera head reads the pose stream, the DPT heads the geometry stream.
 
 Optional (docs/design.md, "Sparse Global-SA"): Sparse Global-SA after the View-SA of
 ``sparse_global_layers`` on all T*V*N tokens (``models/sparse_global.py``: its output replaces the
-stream's tokens and the View-SA half of that layer's recorded output); the epipolar prior in the View-SA of ``epipolar_layers`` when cameras are
-given (``models/epipolar.py``).
+stream's tokens and the View-SA half of that layer's recorded output); the epipolar prior in the View-SA
+of ``epipolar_layers`` when cameras are given (``models/epipolar.py``).
 
 Block containers are indexed by the 0-based layer (``Page4DConfig.*_indices``): ``time_blocks[k - 1]`` is
 layer k; in dual-stream
