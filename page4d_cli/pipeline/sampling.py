@@ -66,7 +66,10 @@ def common_span(cameras: list[CameraInfo], warnings: Optional[WarningLog] = None
 def _choose_reference_indices(available: int, frames: Optional[int], start: Optional[int],
                               end: Optional[int], stride: Optional[int], reference_name: str,
                               shortest: str = "") -> np.ndarray:
-    """``shortest``: names the camera that limits the common span (empty when all are equally long)."""
+    """``shortest``: names the camera that limits the common span (empty when all are equally long).
+
+    ``frames`` >= 1 and ``stride`` >= 1 are checked once, by ``options.ReadOptions``; the checks here
+    are the ones that need the clip (the span that exists)."""
     span_words = (f"{available} frames are available ({reference_name} frames 0..{available - 1}, the span "
                   f"common to all cameras{shortest})")
     first = 0 if start is None else int(start)
@@ -76,10 +79,6 @@ def _choose_reference_indices(available: int, frames: Optional[int], start: Opti
     if not first < stop <= available:
         raise InputError(f"--end {stop}: must be after --start ({first}) and at most {available} "
                          f"(exclusive); {span_words}")
-    if stride is not None and int(stride) < 1:
-        raise InputError(f"--stride {stride}: must be 1 or more")
-    if frames is not None and int(frames) < 1:
-        raise InputError(f"--frames {frames}: must be 1 or more")
     if stride is not None:
         candidates = np.arange(first, stop, int(stride), dtype=np.int64)
         if frames is None:
