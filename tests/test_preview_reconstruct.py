@@ -35,6 +35,7 @@ def test_previews_are_part_of_the_output_and_listed_in_run_json(tmp_path):
     assert "preview" in run["timings_s"]
 
     # ... and `page4d view --save` on that output: read back with Rerun's reader, checked against cameras.json
+    pytest.importorskip("rerun", reason="rerun-sdk is the optional extra page4d[view]")
     rrd = tmp_path / "example.rrd"
     shown = CliRunner().invoke(app, ["view", str(result.out_dir), "--save", str(rrd), "--max-points", "0", "-q"])
     assert shown.exit_code == 0, shown.output

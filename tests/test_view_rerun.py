@@ -21,7 +21,10 @@ from page4d_cli.view import ReconstructionFolder, ViewError, ViewOptions, view
 from page4d_cli.view.ply import read_ply
 from tests.preview_fixtures import known_clip, read_recording
 
-rr = pytest.importorskip("rerun", reason="rerun-sdk is the optional extra page4d[view]")
+
+
+def needs_rerun() -> None:
+    pytest.importorskip("rerun", reason="rerun-sdk is the optional extra page4d[view]")
 
 T, V = 3, 2
 
@@ -38,6 +41,7 @@ def output(tmp_path_factory):
 
 @pytest.mark.slow
 def test_saved_recording_matches_cameras_json(output, tmp_path):
+    needs_rerun()
     rrd = tmp_path / "out.rrd"
     result = view(output, ViewOptions(save=rrd, max_points=None))
     cameras = json.loads((output / "cameras.json").read_text())
@@ -73,6 +77,7 @@ def test_saved_recording_matches_cameras_json(output, tmp_path):
 
 @pytest.mark.slow
 def test_max_points_subsamples_each_instant(output, tmp_path):
+    needs_rerun()
     rrd = tmp_path / "few.rrd"
     result = view(output, ViewOptions(save=rrd, max_points=100))
     assert result.points_shown == [100] * T
@@ -183,6 +188,7 @@ def test_depth_is_read_back_in_world_units(tmp_path, fmt):
 
 
 def test_save_never_replaces_a_file_silently_and_leaves_nothing_half_written(output, tmp_path):
+    needs_rerun()
     existing = tmp_path / "mine.rrd"
     existing.write_bytes(b"someone's recording")
     with pytest.raises(ViewError, match="already exists; pass --overwrite"):
