@@ -16,6 +16,7 @@ import numpy as np
 
 from page4d_cli.pipeline.errors import InputError, display_path
 from page4d_cli.pipeline.sources import list_image_files, read_image_file, reencode_advice
+from page4d_cli.pipeline.types import ClipBatch
 
 
 def iter_video_frames(path: Path, indices: Iterable[int], expected_size: Optional[tuple[int, int]] = None,
@@ -81,3 +82,13 @@ def _check_size(frame: np.ndarray, expected_size: Optional[tuple[int, int]], whe
         raise InputError(f"{where}: is {size[0]}x{size[1]} but the camera's first frame is "
                          f"{expected_size[0]}x{expected_size[1]}; every frame of a camera must have the "
                          f"same size")
+
+
+def instant_frames(batch: ClipBatch, instant: int) -> list[np.ndarray]:
+    """The original RGB frames of one sampled instant, one per camera (e.g. the COLMAP model's images)."""
+    frames = []
+    for v, camera in enumerate(batch.cameras):
+        index = int(batch.frame_indices[instant, v])
+        for _, frame_bgr in iter_frames(camera.path, camera.kind, [index], camera.size):
+            frames.append(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
+    return frames

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from page4d_cli.pipeline.options import (DEFAULT_CONF_PERCENTILE, DEFAULT_EDGE_R
 from page4d_cli.pipeline.types import ClipBatch, Prediction  # noqa: E402
 
 PNG16_MAX = 65535
+Tick = Optional[Callable[[int], None]]  # tick(n): n more files written (progress)
 # Percentiles over more values than this use an even stride subsample (same answer to ~1e-4).
 _PERCENTILE_SAMPLE = 4_000_000
 
@@ -201,7 +202,7 @@ def write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> int:
 
 
 def write_point_clouds(out_dir: Path, pred: Prediction, batch: ClipBatch,
-                       point_filter: Optional[PointFilter] = None) -> dict:
+                       point_filter: Optional[PointFilter] = None, tick: Tick = None) -> dict:
     """``points/frame_TTTT.ply`` for every instant (default filter: ``PointFilter()``).
 
     Returns a summary for cameras.json / run.json (threshold used, points per instant).
@@ -215,6 +216,8 @@ def write_point_clouds(out_dir: Path, pred: Prediction, batch: ClipBatch,
         points, colors = voxel_downsample(points, colors, point_filter.voxel)
         # float32 coordinates: 7 significant digits are far below the network's accuracy, and half the size.
         counts.append(write_ply(Path(out_dir) / "points" / frame_name(t, "ply"), points.astype(np.float32), colors))
+        if tick is not None:
+            tick(1)
     return {
         "pattern": "points/frame_{t:04d}.ply",
         "coordinates": "float32",
@@ -275,7 +278,7 @@ def write_map_file(path: Path, values: np.ndarray, fmt: str) -> None:
     path.write_bytes(encoded.tobytes())
 
 
-def _write_maps(out_dir: Path, folder: str, maps: np.ndarray, batch: ClipBatch, fmt: str) -> dict:
+def _write_maps(out_dir: Path, folder: str, maps: np.ndarray, batch: ClipBatch, fmt: str, tick: Tick = None) -> dict:
     """Resample every ``maps[t, v]`` to camera v's original size and write it; return the record."""
     if fmt == "png":
         scale = quantization_scale(_max_over_content(maps, batch))
@@ -287,6 +290,8 @@ def _write_maps(out_dir: Path, folder: str, maps: np.ndarray, batch: ClipBatch, 
             values = quantize_png16(values, scale) if fmt == "png" else np.where(
                 geometry.valid_depth(values), values, 0.0).astype(np.float32)
             write_map_file(Path(out_dir) / folder / camera_dir(v) / frame_name(t, fmt), values, fmt)
+            if tick is not None:
+                tick(1)
     return {
         "pattern": f"{folder}/cam{{v:02d}}/frame_{{t:04d}}.{fmt}",
         "format": fmt,
@@ -297,23 +302,25 @@ def _write_maps(out_dir: Path, folder: str, maps: np.ndarray, batch: ClipBatch, 
     }
 
 
-def write_depth_maps(out_dir: Path, pred: Prediction, batch: ClipBatch, fmt: str = "png") -> dict:
+def write_depth_maps(out_dir: Path, pred: Prediction, batch: ClipBatch, fmt: str = "png", tick: Tick = None) -> dict:
     """``depth/camXX/frame_TTTT.<fmt>``: z-depth in world units at the original resolution."""
     check_shapes(pred, batch)
-    record = _write_maps(out_dir, "depth", pred.depth, batch, fmt)
+    record = _write_maps(out_dir, "depth", pred.depth, batch, fmt, tick)
     record["kind"] = "z-depth along the camera's optical axis, world units"
     return record
 
 
-def write_confidence_maps(out_dir: Path, pred: Prediction, batch: ClipBatch, fmt: str = "png") -> dict:
+def write_confidence_maps(out_dir: Path, pred: Prediction, batch: ClipBatch, fmt: str = "png",
+                          tick: Tick = None) -> dict:
     """``confidence/camXX/frame_TTTT.<fmt>``: the depth confidence (>= 1; 0 = outside the content)."""
     check_shapes(pred, batch)
-    record = _write_maps(out_dir, "confidence", pred.depth_conf, batch, fmt)
+    record = _write_maps(out_dir, "confidence", pred.depth_conf, batch, fmt, tick)
     record["kind"] = "depth confidence (VGGT 1 + exp(x), higher is better)"
     return record
 
 
-def write_dynamic_masks(out_dir: Path, pred: Prediction, batch: ClipBatch, mode: str = "binary") -> Optional[dict]:
+def write_dynamic_masks(out_dir: Path, pred: Prediction, batch: ClipBatch, mode: str = "binary",
+                        tick: Tick = None) -> Optional[dict]:
     """``masks/camXX/frame_TTTT.png``, uint8 at the original resolution; None if no mask was predicted.
 
     mode "binary": 255 where the dynamic probability M > 0.5, else 0.
@@ -329,6 +336,8 @@ def write_dynamic_masks(out_dir: Path, pred: Prediction, batch: ClipBatch, mode:
             m = geometry.network_map_to_original(probability[t, v], transform, fill=0.0)
             m = np.where(m > 0.5, 255, 0) if mode == "binary" else np.rint(np.clip(m, 0, 1) * 255)
             write_map_file(Path(out_dir) / "masks" / camera_dir(v) / frame_name(t, "png"), m.astype(np.uint8), "png")
+            if tick is not None:
+                tick(1)
     return {
         "pattern": "masks/cam{v:02d}/frame_{t:04d}.png",
         "mode": mode,
@@ -340,7 +349,7 @@ def write_dynamic_masks(out_dir: Path, pred: Prediction, batch: ClipBatch, mode:
 # ----------------------------------------------------------------------------- trajectories
 
 
-def write_trajectories(out_dir: Path, pred: Prediction, batch: ClipBatch) -> dict:
+def write_trajectories(out_dir: Path, pred: Prediction, batch: ClipBatch, tick: Tick = None) -> dict:
     """``trajectory/camXX.txt`` in TUM format, one line per instant (readable by evo).
 
     Each line: ``timestamp tx ty tz qx qy qz qw`` where (tx, ty, tz) is the camera centre in the
@@ -358,5 +367,7 @@ def write_trajectories(out_dir: Path, pred: Prediction, batch: ClipBatch) -> dic
             numbers = " ".join(f"{x + 0.0:.12g}" for x in values)  # + 0.0 turns -0.0 into 0
             lines.append(f"{float(batch.timestamps[t, v]):.9f} {numbers}")
         (folder / f"{camera_dir(v)}.txt").write_text("\n".join(lines) + "\n")
+        if tick is not None:
+            tick(1)
     return {"pattern": "trajectory/cam{v:02d}.txt", "format": "TUM: timestamp tx ty tz qx qy qz qw",
             "pose": "camera-to-world"}

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from page4d_cli.pipeline import geometry
-from page4d_cli.pipeline.export import ExportError, camera_dir, check_shapes, write_map_file
+from page4d_cli.pipeline.export import ExportError, Tick, camera_dir, check_shapes, write_map_file
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
 
@@ -60,7 +60,7 @@ def _colmap_views(pred: Prediction, batch: ClipBatch, instant: int,
 
 def write_colmap_model(colmap_dir: Path, pred: Prediction, batch: ClipBatch, instant: int,
                        points: np.ndarray, colors: np.ndarray,
-                       frames: Optional[Sequence[np.ndarray]] = None, fmt: str = "text") -> dict:
+                       frames: Optional[Sequence[np.ndarray]] = None, fmt: str = "text", tick: Tick = None) -> dict:
     """Write the COLMAP model (``fmt`` "text" or "bin") of instant ``instant`` into ``colmap_dir``.
 
     points ``[N, 3]`` world, colors ``[N, 3]`` in [0, 1] (e.g. ``export.fused_points``).
@@ -90,6 +90,8 @@ def write_colmap_model(colmap_dir: Path, pred: Prediction, batch: ClipBatch, ins
         images.append((v + 1, (qw, qx, qy, qz), tuple(extrinsic[:3, 3]), v + 1, name))
         # encoded in memory, written by Python: a full disk raises OSError(ENOSPC), no libpng noise
         write_map_file(images_dir / name, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), "png")
+        if tick is not None:
+            tick(1)
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     rgb = np.rint(np.clip(colors, 0, 1) * 255).astype(np.uint8).reshape(-1, 3)
     if fmt == "bin":
@@ -97,6 +99,8 @@ def write_colmap_model(colmap_dir: Path, pred: Prediction, batch: ClipBatch, ins
     else:
         _write_text_model(sparse, cameras, images, points, rgb)
     (sparse / "points3D.ply").write_bytes(splatting_ply_bytes(points, rgb))
+    if tick is not None:
+        tick(MODEL_FILES)
     extension = "bin" if fmt == "bin" else "txt"
     return {
         "dir": "colmap",
@@ -134,6 +138,7 @@ def _write_text_model(sparse: Path, cameras: list, images: list, points: np.ndar
 
 
 PINHOLE_MODEL_ID = 1
+MODEL_FILES = 4  # cameras, images, points3D (.txt or .bin) + points3D.ply; plus one image per camera
 _POINT_RECORD = np.dtype([("id", "<u8"), ("xyz", "<f8", (3,)), ("rgb", "u1", (3,)), ("error", "<f8"),
                           ("track_length", "<u8")])  # packed: 51 bytes, as COLMAP writes them
 

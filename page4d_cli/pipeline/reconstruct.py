@@ -17,7 +17,9 @@ Stages, in order (each timed in run.json):
 6. ``export``: every file written into a temporary folder renamed onto the target at the end, so a
    failure or Ctrl-C leaves no output folder (``output_dir.atomic_output_dir``).
 
-Errors meant for the user (``user_errors()``) have one-line messages; anything else is a bug.
+Errors meant for the user derive from ``models.errors.Page4DError`` and have one-line messages;
+anything else is a bug. run.json is assembled by ``records.build_run_info``; progress goes to a
+``types.Reporter``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 from models.errors import Page4DError
 from page4d_cli.pipeline import export
 from page4d_cli.pipeline.align import WindowStitcher, plan_windows, slice_clip_batch
+from page4d_cli.pipeline.decode import instant_frames
 from page4d_cli.pipeline.device import DevicePolicy, peak_memory, reset_peak_memory, select_device
 from page4d_cli.pipeline.errors import InputError, PathLike
 from page4d_cli.pipeline.feedback import auto_mask_warnings, empty_point_warnings, write_auto_masks
@@ -45,14 +48,12 @@ from page4d_cli.pipeline.options import (COLMAP_FORMATS, DEFAULT_COLMAP_MAX_POIN
 from page4d_cli.pipeline.output_size import estimate_output_bytes
 from page4d_cli.pipeline.predict import NetworkPredictor, repair_intrinsics
 from page4d_cli.pipeline.read_clip import read_clip
-from page4d_cli.pipeline.reconstruct_support import (Reporter, WriteWatcher, build_run_info, colmap_frames,
-                                                     expected_file_count, user_errors)
-from page4d_cli.pipeline.records import write_run_json
-from page4d_cli.pipeline.types import ClipBatch, Prediction
+from page4d_cli.pipeline.records import build_run_info, write_run_json
+from page4d_cli.pipeline.types import ClipBatch, Prediction, Reporter
 from page4d_cli.pipeline.world_frame import rebase_on_reference, to_input_order
 from page4d_cli.pipeline.write_outputs import ExportOptions, export_reconstruction
 
-__all__ = ["ReconstructOptions", "ReconstructResult", "Reporter", "reconstruct", "user_errors",
+__all__ = ["ReconstructOptions", "ReconstructResult", "Reporter", "reconstruct",
            "default_output_dir", "load_network"]
 
 PROVENANCE_FILE = "weights_provenance.json"
@@ -233,7 +234,7 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     """Run the whole pipeline (see the module docstring) and return where the outputs are.
 
     progress: receives stage progress, warnings and notices (the CLI draws them with Rich);
-    None = silent. Raises one of ``user_errors()`` for unusable input or options, and lets
+    None = silent. Raises a ``Page4DError`` (one line) for unusable input or options, and lets
     ``KeyboardInterrupt`` through (no output folder is left behind in either case).
     """
     from page4d_cli.weights.finetuned import resolve_with_finetuned
@@ -314,16 +315,21 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     timings["stitch"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    frames = colmap_frames(batch, options.colmap_frame) if options.colmap else None
+    frames = instant_frames(batch, options.colmap_frame) if options.colmap else None
     try:
         with atomic_output_dir(out_dir, options.overwrite, protect) as tmp:
-            expected = expected_file_count(prediction, batch, export_options)
-            with WriteWatcher(tmp, expected, lambda done, total: reporter.stage("write", done, total)):
-                files = export_reconstruction(tmp, prediction, batch, export_options, colmap_frames=frames)
-                if options.auto_masks and batch.ext_masks is not None:
-                    files["auto_masks"] = write_auto_masks(tmp, batch)
-                if load_report is not None:
-                    load_report.write_json(tmp / PROVENANCE_FILE)
+            written = [0, 0]  # files written, files to write (export_reconstruction's progress)
+
+            def wrote(done: int, total: int) -> None:
+                written[:] = [done, total]
+                reporter.stage("write", done, total)
+
+            files = export_reconstruction(tmp, prediction, batch, export_options, colmap_frames=frames,
+                                          progress=wrote)
+            if options.auto_masks and batch.ext_masks is not None:
+                files["auto_masks"] = write_auto_masks(tmp, batch)
+            if load_report is not None:
+                load_report.write_json(tmp / PROVENANCE_FILE)
             for message in empty_point_warnings(files.get("points"), prediction, batch, export_options.point_filter):
                 warn(message)
             timings["export"] = time.perf_counter() - clock
@@ -350,7 +356,7 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
         if isinstance(exc, Page4DError) or has_room(out_dir, needed_bytes):
             raise
         raise disk_full_error(exc, out_dir, needed_bytes) from None
-    reporter.stage("write", expected, expected, "done")
+    reporter.stage("write", written[0], written[1], "done")
     return ReconstructResult(out_dir=out_dir, num_instants=num_t, num_cameras=num_v,
                              camera_names=[cam.name for cam in batch.cameras], windows=list(windows),
                              timings_s=dict(timings), warnings=warnings, files=files, run_record=record)

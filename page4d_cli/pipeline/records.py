@@ -3,26 +3,33 @@
 ``cameras.json`` says how to read everything else: the world frame, pixel and pose conventions, the
 depth scale, the file naming, and per camera and instant K (original pixels), camera-from-world,
 source frame index and timestamp. ``run.json`` says how the output was made (command line,
-versions, device, dtype, weights, timings, memory).
+versions, device, dtype, weights, timings, memory); ``build_run_info`` gathers its content from a
+``reconstruct`` run and ``write_run_json`` completes and writes it.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
+import shlex
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from page4d_cli.pipeline import geometry
 from page4d_cli.pipeline.export import camera_dir, check_shapes
 from page4d_cli.pipeline.output_dir import RUN_FORMAT
+from page4d_cli.pipeline.errors import PathLike
 from page4d_cli.pipeline.types import ClipBatch, Prediction
+
+if TYPE_CHECKING:  # device.py imports torch; records.py is read without it
+    from page4d_cli.pipeline.device import DevicePolicy
 
 CAMERAS_FORMAT = "page4d-cameras"
 CAMERAS_VERSION = 1
@@ -203,3 +210,99 @@ def write_run_json(out_dir: Path, info: dict) -> dict:
     record = build_run_record(info)
     write_json(Path(out_dir) / "run.json", record)
     return record
+
+
+# ----------------------------------------------------------------------------- run.json content
+
+
+def equivalent_command(input_dir: PathLike, options) -> str:
+    """The ``page4d reconstruct`` command line that gives these options (non-default ones only).
+
+    Paths are absolute, so the command re-runs from any folder; ``frames=None`` is ``--frames all``;
+    a flag that defaults on (``edge_filter``, ``preview``) is turned off with ``--no-<name>``.
+    """
+    from page4d_cli.pipeline.options import format_frames
+
+    defaults = type(options)()
+    args = ["page4d", "reconstruct", os.fspath(Path(input_dir).absolute())]
+    for spec in fields(options):
+        value = getattr(options, spec.name)
+        if spec.name == "command_line" or value == getattr(defaults, spec.name):
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        if spec.name == "frames":
+            args += [flag, format_frames(value)]
+        elif value is None:
+            continue  # an optional setting left to its automatic value
+        elif isinstance(value, bool):
+            args.append(flag if value else "--no-" + spec.name.replace("_", "-"))
+        else:
+            args += [flag, os.fspath(Path(value).absolute()) if isinstance(value, Path) else str(value)]
+    return shlex.join(args)
+
+
+def weights_record(selection, load_report, provenance_file: Optional[str], seed: int) -> dict:
+    """run.json ``weights``: "random", or the files and the provenance summary of the load."""
+    return {
+        "source": "random" if selection.random else "pretrained",
+        "pi3": None if selection.pi3_path is None else str(selection.pi3_path),
+        "page4d": None if selection.page4d_path is None else str(selection.page4d_path),
+        "notes": list(selection.notes),
+        "random_init_seed": seed,  # for every part without a file
+        "provenance": None if load_report is None else load_report.summary(),
+        "provenance_file": provenance_file,
+    }
+
+
+def describe_alignment(alignment) -> dict:
+    """A window's similarity X_ref = s R X + t, as JSON."""
+    return {"instants": [alignment.start, alignment.stop], "scale": float(alignment.scale),
+            "rotation": np.asarray(alignment.rotation).tolist(),
+            "translation": np.asarray(alignment.translation).tolist(),
+            "num_points": int(alignment.num_points), "rms_residual": float(alignment.rms_residual)}
+
+
+def input_record(input_dir: PathLike, options, batch: ClipBatch) -> dict:
+    """run.json ``input``: the cameras found, the sampled frames and the masks used."""
+    num_t, num_v, _, height, width = batch.images.shape
+    masks = None
+    if batch.ext_masks is not None:
+        masks = {"source": "external" if options.masks is not None else "auto",
+                 "dir": None if options.masks is None else str(Path(options.masks).absolute()),
+                 "dynamic_fraction": float(np.mean(batch.ext_masks))}
+    return {
+        "folder": str(Path(input_dir).absolute()),
+        "num_instants": num_t,
+        "num_cameras": num_v,
+        "network_size": [width, height],
+        "cameras": [{"name": cam.name, "path": str(cam.path), "kind": cam.kind, "size": list(cam.size),
+                     "fps": cam.fps, "num_frames": cam.num_frames} for cam in batch.cameras],
+        "frame_indices": batch.frame_indices.tolist(),
+        "masks": masks,
+    }
+
+
+def build_run_info(input_dir: PathLike, options, batch: ClipBatch, selection, load_report, policy: DevicePolicy,
+                   windows: list[tuple[int, int]], alignments: list, timings: dict, memory: dict, files: dict,
+                   warnings: list[str], provenance_file: Optional[str]) -> dict:
+    """Everything run.json records (``records.build_run_record`` adds versions and the date)."""
+    return {
+        "command_line": options.command_line or equivalent_command(input_dir, options),
+        "device": str(policy.device),
+        "device_description": policy.description,
+        "dtype": policy.dtype_name,
+        "weights": weights_record(selection, load_report, provenance_file, options.seed),
+        "timings_s": {stage: round(float(seconds), 4) for stage, seconds in timings.items()},
+        "peak_memory": memory,
+        "input": input_record(input_dir, options, batch),
+        "network": {
+            "preset": options.preset,
+            "max_images_per_pass": options.max_images_per_pass,
+            "overlap": options.overlap,
+            "windows": [list(window) for window in windows],
+            "alignments": [describe_alignment(alignment) for alignment in alignments],
+        },
+        "options": {key: str(value) if isinstance(value, Path) else value for key, value in asdict(options).items()},
+        "export": files,
+        "warnings": list(warnings),
+    }

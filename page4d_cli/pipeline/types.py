@@ -80,3 +80,25 @@ class Prediction:
     world_points: Optional[np.ndarray] = None  # [T, V, H, W, 3] from the point head
     world_points_conf: Optional[np.ndarray] = None  # [T, V, H, W]
     dynamic_mask: Optional[np.ndarray] = None  # [T, V, H, W] in [0, 1] (1 = dynamic)
+
+
+class Reporter:
+    """Receives what ``reconstruct`` has to say; this base class ignores it all (quiet library use).
+
+    ``stage(name, done, total, detail)``: progress of a stage: "read" (decoded samples), "load"
+    (total None while loading), "network" (forward-pass steps over all windows), "write" (files, as
+    ``write_outputs.export_reconstruction`` reports them). ``warning``: a notice about the input or
+    the run (one line). ``info``: how the run proceeds (e.g. windowing).
+    """
+
+    def stage(self, name: str, done: float, total: Optional[float], detail: str = "") -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        pass
+
+    def info(self, message: str) -> None:
+        pass
+
+    def window_done(self, index: int, count: int, start: int, stop: int) -> None:
+        """Network window ``index`` (1-based) of ``count``, instants ``[start, stop)``, has finished."""

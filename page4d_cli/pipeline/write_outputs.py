@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
 
 from page4d_cli.pipeline import export
 from page4d_cli.pipeline.errors import InputError
-from page4d_cli.pipeline.export_colmap import write_colmap_model
+from page4d_cli.pipeline.export_colmap import MODEL_FILES, write_colmap_model
 from page4d_cli.pipeline.options import (COLMAP_FORMATS, DEFAULT_COLMAP_MAX_POINTS, MASK_MODES, check_colmap,
                                          check_map_format)
 from page4d_cli.pipeline.records import build_cameras_json, write_cameras_json
@@ -53,41 +53,71 @@ class ExportOptions:
         check_colmap(self.colmap_format, self.colmap_max_points)
 
 
+Progress = Optional[Callable[[int, int], None]]  # progress(files written, files to write), like read_clip's
+
+
+def planned_file_count(pred: Prediction, batch: ClipBatch, options: ExportOptions) -> int:
+    """How many files ``export_reconstruction`` writes with these options (the progress total)."""
+    num_t, num_v = batch.frame_indices.shape
+    count = 1  # cameras.json
+    count += num_t if options.write_points else 0
+    count += num_t * num_v if options.depth_format else 0
+    count += num_t * num_v if options.confidence_format else 0
+    count += num_t * num_v if options.mask_mode and pred.dynamic_mask is not None else 0
+    count += num_v if options.write_trajectories else 0
+    count += num_v + MODEL_FILES if options.colmap_instant is not None else 0
+    return count
+
+
 def export_reconstruction(out_dir: Path, pred: Prediction, batch: ClipBatch,
                           options: Optional[ExportOptions] = None,
-                          colmap_frames: Optional[Sequence[np.ndarray]] = None) -> dict:
+                          colmap_frames: Optional[Sequence[np.ndarray]] = None, progress: Progress = None) -> dict:
     """Write every requested output into ``out_dir`` and ``cameras.json`` last; return a summary.
 
     options: what to write (default ``ExportOptions()``: PLYs, depth PNGs, masks, trajectories).
 
     colmap_frames: original RGB uint8 frames of ``options.colmap_instant`` (one per camera) so the
     COLMAP model is at the original resolution; without them it uses the network images.
+
+    progress: ``progress(done, total)`` after every file, ``total = planned_file_count(...)``.
     """
     options = ExportOptions() if options is None else options
     out_dir = Path(out_dir)
     export.check_shapes(pred, batch)
+    total = planned_file_count(pred, batch, options)
+    done = 0
+
+    def tick(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done, total)
+
+    if progress is not None:
+        progress(0, total)
     files: dict[str, Optional[dict]] = {}
     depth_record = None
     if options.write_points:
-        files["points"] = export.write_point_clouds(out_dir, pred, batch, options.point_filter)
+        files["points"] = export.write_point_clouds(out_dir, pred, batch, options.point_filter, tick)
     if options.depth_format is not None:
-        depth_record = export.write_depth_maps(out_dir, pred, batch, options.depth_format)
+        depth_record = export.write_depth_maps(out_dir, pred, batch, options.depth_format, tick)
         files["depth"] = depth_record
     if options.confidence_format is not None:
-        files["confidence"] = export.write_confidence_maps(out_dir, pred, batch, options.confidence_format)
+        files["confidence"] = export.write_confidence_maps(out_dir, pred, batch, options.confidence_format, tick)
     if options.mask_mode is not None:
-        files["masks"] = export.write_dynamic_masks(out_dir, pred, batch, options.mask_mode)
+        files["masks"] = export.write_dynamic_masks(out_dir, pred, batch, options.mask_mode, tick)
     if options.write_trajectories:
-        files["trajectory"] = export.write_trajectories(out_dir, pred, batch)
+        files["trajectory"] = export.write_trajectories(out_dir, pred, batch, tick)
     if options.colmap_instant is not None:
-        files["colmap"] = _write_colmap(out_dir, pred, batch, options, colmap_frames)
+        files["colmap"] = _write_colmap(out_dir, pred, batch, options, colmap_frames, tick)
     cameras = build_cameras_json(pred, batch, files, depth=depth_record)
     write_cameras_json(out_dir, cameras)
+    tick(1)
     return {kind: record for kind, record in files.items() if record is not None}
 
 
 def _write_colmap(out_dir: Path, pred: Prediction, batch: ClipBatch, options: ExportOptions,
-                  colmap_frames: Optional[Sequence[np.ndarray]]) -> dict:
+                  colmap_frames: Optional[Sequence[np.ndarray]], tick: export.Tick = None) -> dict:
     """Fuse the chosen instant with the same point filter as the PLYs and write the COLMAP model."""
     point_filter = options.point_filter
     num_t = pred.depth.shape[0]
@@ -101,4 +131,4 @@ def _write_colmap(out_dir: Path, pred: Prediction, batch: ClipBatch, options: Ex
         keep = np.sort(np.random.default_rng(0).choice(len(points), size=limit, replace=False))
         points, colors = points[keep], colors[keep]
     return write_colmap_model(out_dir / "colmap", pred, batch, options.colmap_instant, points, colors,
-                              frames=colmap_frames, fmt=options.colmap_format)
+                              frames=colmap_frames, fmt=options.colmap_format, tick=tick)
