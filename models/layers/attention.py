@@ -77,7 +77,7 @@ def biased_attention(
     """
     if bias is None or bias.rank == 0:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    if mask is None and _flex_applies(q, v):
+    if mask is None and _flex_applies(q, v, bias):
         out = _flex_on_cuda(q, k, v, scale, bias)
         if out is not None:
             return out
@@ -117,9 +117,12 @@ def flex_available() -> bool:
     return _flex_attention is not None
 
 
-def _flex_applies(q: torch.Tensor, v: torch.Tensor) -> bool:
+def _flex_applies(q: torch.Tensor, v: torch.Tensor, bias: LowRankBias) -> bool:
+    """CUDA inference only: gradients through tensors captured by a compiled ``score_mod`` are not relied
+    on (training keeps the padded channels, whose gradients are tested)."""
+    needs_grad = torch.is_grad_enabled() and (bias.query.requires_grad or bias.key.requires_grad)
     return (USE_FLEX_ON_CUDA and not _flex_broken and _flex_attention is not None and q.is_cuda
-            and v.shape[-1] == q.shape[-1])
+            and v.shape[-1] == q.shape[-1] and not needs_grad)
 
 
 def flex_biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias: LowRankBias,
@@ -141,7 +144,9 @@ def flex_biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sca
 
     global _compiled_flex
     if compiled and _compiled_flex is None:
-        _compiled_flex = torch.compile(_flex_attention, dynamic=False)
+        # dynamic=None: after the first shape change one shape-generic kernel is compiled, so windows of
+        # other lengths do not recompile (nor fall back to the eager path, which materialises the scores).
+        _compiled_flex = torch.compile(_flex_attention)
     function = _compiled_flex if compiled else _flex_attention
     return function(q, k, v, score_mod=score_mod, scale=scale)
 
