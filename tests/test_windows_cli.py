@@ -1,0 +1,41 @@
+"""Issue 10 item 7 as a user meets it: a long clip run in windows computes each instant once, except
+exactly ``--overlap`` instants per window boundary, and the stitched output is one consistent clip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from page4d_cli.main import app
+from tests.helpers import REPO
+
+CAMS = REPO / "examples" / "cams"
+
+
+@pytest.fixture(autouse=True)
+def empty_weights_home(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path_factory.mktemp("page4d_home")))
+
+
+@pytest.mark.slow
+def test_windows_repeat_only_the_overlap_and_stitch_into_one_clip(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["reconstruct", str(CAMS), "--frames", "8", "--preset", "tiny", "--weights",
+                                      "random", "--size", "42", "--max-images-per-pass", "12", "--overlap", "1",
+                                      "--no-preview", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    windows = run["network"]["windows"]
+    # 3 instants per pass (12 images / 4 cameras), overlap 1: ceil(7 / 2) = 4 windows over 8 + 3 instants.
+    assert windows == [[0, 3], [2, 5], [4, 7], [6, 8]]
+    assert all(prev[1] - nxt[0] == 1 for prev, nxt in zip(windows, windows[1:]))
+    assert len(run["network"]["alignments"]) == 4
+    assert set(run["timings_s"]) >= {"network", "stitch"}
+    cameras = json.loads((out / "cameras.json").read_text())
+    assert cameras["num_instants"] == 8
+    assert cameras["cameras"][0]["frames"][0]["camera_from_world"] == np.eye(4).tolist()
+    assert len(list((out / "points").glob("frame_*.ply"))) == 8
+    assert len((out / "trajectory" / "cam03.txt").read_text().splitlines()) == 1 + 8
