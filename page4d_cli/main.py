@@ -29,10 +29,10 @@ from page4d_cli.commands.eval import eval_command
 from page4d_cli.commands.inspect_load import inspect_load_command
 from page4d_cli.commands.reconstruct import _HELP as RECONSTRUCT_HELP
 from page4d_cli.commands.reconstruct import ReconstructCommand, reconstruct_cmd
-from page4d_cli.commands.view import HELP as VIEW_HELP
-from page4d_cli.commands.view import view_cmd
 from page4d_cli.commands.train import HELP as TRAIN_HELP
 from page4d_cli.commands.train import train_command
+from page4d_cli.commands.view import HELP as VIEW_HELP
+from page4d_cli.commands.view import view_cmd
 from page4d_cli.commands.weights import app as weights_app
 from page4d_cli.console import fail
 

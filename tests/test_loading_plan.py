@@ -147,3 +147,24 @@ def test_a_missing_mask_head_tensor_takes_the_whole_mask_head_with_it(tmp_path):
     assert {r.cause for r in mask} == {"missing", "unit"}
     assert any("mask head initialised as a whole (some of its tensors are missing" in note for note in report.notes)
     assert any("lacks 1 tensor(s)" in warning for warning in report.warnings)
+
+
+@pytest.mark.slow
+def test_reconstruct_refuses_a_gap_and_allow_missing_warns_in_terminal_and_run_json(files, tmp_path):
+    import json
+
+    from page4d_cli.main import app as cli
+    from tests.helpers import REPO
+
+    cams, out = REPO / "examples" / "cams", tmp_path / "o"
+    args = ["reconstruct", str(cams), "--preset", "tiny", "--page4d", str(files["gap"]), "--frames", "2",
+            "--size", "70", "--out", str(out), "--no-preview"]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1 and GAP in refused.output and not out.exists()
+    allowed = CliRunner().invoke(cli, [*args, "--allow-missing"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "warning:" in allowed.output and "lacks 1 tensor(s)" in allowed.output
+    run = json.loads((out / "run.json").read_text())
+    assert any("lacks 1 tensor(s)" in w for w in run["warnings"])
+    assert any("lacks 1 tensor(s)" in w for w in run["weights"]["provenance"]["warnings"])
+    assert "--allow-missing" in run["command_line"] and run["options"]["allow_missing"] is True

@@ -150,6 +150,9 @@ def reconstruct_cmd(
     finetuned: Annotated[Optional[Path], typer.Option(
         help="A `page4d train` run (folder or weights file) overlaid on the weights as stage 4.",
         show_default="the registered one, if it trained this --preset")] = None,
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Initialise, with a warning, tensors a weights file's layout has but the file "
+        "lacks (a truncated file); without it that is an error.")] = False,
     max_images_per_pass: Annotated[int, typer.Option(
         help="Most images (instants x cameras) per network pass; longer clips run in overlapping windows.")] = (
         opt.DEFAULT_MAX_IMAGES_PER_PASS),
@@ -197,7 +200,7 @@ def reconstruct_cmd(
     options = ReconstructOptions(
         frames=opt.parse_frames(frames), start=start, end=end, stride=stride, ref_camera=ref_camera, size=size, mode=mode.value,
         masks=masks, auto_masks=auto_masks, out=out, overwrite=overwrite, device=device, preset=preset.value,
-        weights=weights.value, pi3=pi3, page4d=page4d, finetuned=finetuned,
+        weights=weights.value, pi3=pi3, page4d=page4d, finetuned=finetuned, allow_missing=allow_missing,
         max_images_per_pass=max_images_per_pass, overlap=overlap,
         seed=seed, conf_percentile=conf_percentile, conf_threshold=conf_threshold, edge_filter=not no_edge_filter,
         voxel=voxel, points_from=points_from.value, depth_format=depth_format.value, confidence=confidence,

@@ -83,6 +83,7 @@ class ReconstructOptions:
     pi3: Optional[Path] = None
     page4d: Optional[Path] = None
     finetuned: Optional[Path] = None  # a `page4d train` run overlaid as stage 4 (weights="auto": a registered one)
+    allow_missing: bool = False  # initialise, with a warning, tensors a file's layout has but the file lacks
     max_images_per_pass: int = DEFAULT_MAX_IMAGES_PER_PASS
     overlap: int = DEFAULT_OVERLAP
     seed: int = DEFAULT_SEED  # random initialisation (weights="random" or parts without a file)
@@ -192,7 +193,8 @@ def load_network(options: ReconstructOptions, selection, policy: DevicePolicy,
             return VGGT.from_preset(options.preset).to(policy.device).eval(), None
         from models.loading import load_model
         return load_model(selection.pi3_path, selection.page4d_path, preset=options.preset,
-                          dtype=torch.float32, device=str(policy.device), finetuned=finetuned)
+                          dtype=torch.float32, device=str(policy.device), finetuned=finetuned,
+                          allow_missing=options.allow_missing)
 
 
 def run_network(predictor: NetworkPredictor, batch: ClipBatch, windows: list[tuple[int, int]],
@@ -292,6 +294,8 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     clock = time.perf_counter()
     reporter.stage("load", 0, None, f"{options.preset} network on {policy.device}")
     model, load_report = load_network(options, selection, policy, finetuned)
+    for message in load_report.warnings if load_report is not None else []:  # e.g. --allow-missing gaps
+        warn(message)
     timings["load"] = time.perf_counter() - clock
     reporter.stage("load", 1, 1, "done")
 
