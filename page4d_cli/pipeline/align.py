@@ -6,9 +6,11 @@ world frame (camera 0 at the window's first instant) and its own scale. Consecut
 ``overlap`` instants; on those we know the same pixels in both frames, which fixes the similarity
 (scale s, rotation R, translation t) between the two frames.
 
-Cost: every shared instant is computed twice, so a clip needs
-``ceil((T - overlap) / (L - overlap))`` passes of L instants instead of ``T / L``; keep ``overlap``
-small (2 is plenty for exact geometry, 2-4 for noisy predictions) relative to L.
+Cost: every shared instant is computed twice, so a clip needs n = ``ceil((T - overlap) / (L - overlap))``
+passes of at most L instants (``plan_windows`` splits the T + (n - 1) overlap instants evenly), at most
+``1 + overlap / (L - overlap)`` times one pass; keep ``overlap`` small (2 is plenty for exact geometry,
+2-4 for noisy predictions) relative to L. Memory: ``WindowStitcher`` aligns each window as it comes
+out of the network, so only one window's prediction is held besides the clip's outputs.
 
 Math (one similarity per window, mapping its world frame into the reference frame = window 0's)::
 
