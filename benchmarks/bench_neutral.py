@@ -102,8 +102,9 @@ def _grid(images, model) -> tuple[int, int]:
     return images.shape[-2] // model.config.patch_size, images.shape[-1] // model.config.patch_size
 
 
-def measure_row(name: str, reps: int) -> list[dict]:
+def measure_row(name: str, reps: int, size_override: int | None = None) -> list[dict]:
     preset, T, V, size, what = ROWS[name]
+    size = size_override or size
     torch.manual_seed(0)
     dual = VGGT.from_preset(preset).eval()
     ref = sharing(dual, enable_dual_stream=False, temporal_encoding="none")
@@ -139,7 +140,7 @@ def measure_row(name: str, reps: int) -> list[dict]:
                           if what == "model" else torch.equal(a.geo(dual.config.depth - 1),
                                                               b.geo(dual.config.depth - 1)))
         ref_time = statistics.median(times["ref"])
-        results.append({"row": name, "setting": setting, "T": T, "V": V, "what": f"{preset} {what}",
+        results.append({"row": name, "setting": setting, "T": T, "V": V, "size": size, "what": f"{preset} {what}",
                         "ref_s": ref_time, "parity": parity,
                         **{f"{v}_x": statistics.median(times[v]) / ref_time for v in variants if v != "ref"},
                         **{f"{v}_mb": peaks[v] / 2**20 for v in variants},
@@ -162,6 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--size", type=int, default=None, help="image size instead of each row's 224 px")
     parser.add_argument("--heads", nargs="*", default=["small:224:8", "small:518:4"],
                         help="preset:size:images for the head peak comparison")
     args = parser.parse_args()
@@ -172,10 +174,11 @@ def main() -> None:
           "| peak MB ref / single / dual / dual-off | streams identical | dual == single bitwise |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in args.rows:
-        for r in measure_row(row, args.reps):
+        for r in measure_row(row, args.reps, args.size):
             parity = "" if r["parity"] is None else ("yes" if r["parity"] else "NO")
-            print(f"| T={r['T']}, V={r['V']}, {r['what']} | {r['setting']} | {r['ref_s']:.2f} | {r['single_x']:.2f}x "
-                  f"| {r['dual_x']:.2f}x | {r['dual-off_x']:.2f}x | {r['dual_x'] / r['single_x']:.2f}x "
+            print(f"| T={r['T']}, V={r['V']}, {r['size']} px, {r['what']} | {r['setting']} | {r['ref_s']:.2f} "
+                  f"| {r['single_x']:.2f}x | {r['dual_x']:.2f}x | {r['dual-off_x']:.2f}x "
+                  f"| {r['dual_x'] / r['single_x']:.2f}x "
                   f"| {r['ref_mb']:.0f} / {r['single_mb']:.0f} / {r['dual_mb']:.0f} / {r['dual-off_mb']:.0f} "
                   f"| {r['plan']} | {parity} |", flush=True)
     if args.heads:
