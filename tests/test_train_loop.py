@@ -27,7 +27,7 @@ def _dataset(**kw):
 
 
 def _config(tmp_path, name="run", **changes):
-    base = dict(out=str(tmp_path / name), steps=3, batch=2, train="page4d", lr=1e-3, lr_new=1e-2, save="full",
+    base = dict(out=str(tmp_path / name), steps=2, batch=2, train="page4d", lr=1e-3, lr_new=1e-2, save="full",
                 size=28)
     base.update(changes)
     return tiny_config(tmp_path, **base)
@@ -57,7 +57,7 @@ def test_loss_decreases_frozen_unchanged_and_run_folder(reference):
     cfg, result = reference
     run = Path(cfg.out)
     records = _metrics(run)
-    assert [r["step"] for r in records] == [1, 2, 3] and result.step == 3 and result.skipped == 0
+    assert [r["step"] for r in records] == [1, 2] and result.step == 2 and result.skipped == 0
     assert records[-1]["loss"] < records[0]["loss"]
     for key in ("loss_camera", "loss_T", "loss_R", "loss_FoV", "loss_conf_depth", "loss_reg_depth", "loss_grad_depth",
                 "loss_conf_point", "loss_reg_point", "loss_grad_point", "lr_blocks", "lr_new", "grad_norm",
@@ -70,8 +70,8 @@ def test_loss_decreases_frozen_unchanged_and_run_folder(reference):
     assert config["network"]["depth"] == 4 and config["training"]["train"] == "page4d"
     assert {"torch", "page4d", "python"} <= set(config["versions"])
     with safe_open(str(run / "weights.safetensors"), framework="pt") as fh:
-        assert fh.metadata()["step"] == "3" and fh.metadata()["run"] == run.name
-    assert torch.load(run / "train_state.pt", weights_only=True)["step"] == 3
+        assert fh.metadata()["step"] == "2" and fh.metadata()["run"] == run.name
+    assert torch.load(run / "train_state.pt", weights_only=True)["step"] == 2
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporaries left
 
     from page4d_cli.train.param_groups import select_trainable
@@ -97,9 +97,9 @@ def test_resume_continues_exactly(reference, tmp_path):
     assert first.step == 1
     resumed_cfg, network = resume_config(Path(cfg.out), {"stop_at": None})
     second = train(resumed_cfg, dataset=_dataset(), resume=True, log=lambda _: None)
-    assert second.step == 3
+    assert second.step == 2
     ref, res = _metrics(Path(ref_cfg.out)), _metrics(Path(cfg.out))
-    assert [r["step"] for r in res] == [1, 2, 3]
+    assert [r["step"] for r in res] == [1, 2]
     assert [r["loss"] for r in res] == [r["loss"] for r in ref]
     a = load_file(str(Path(ref_cfg.out) / "weights.safetensors"))
     b = load_file(str(Path(cfg.out) / "weights.safetensors"))
@@ -114,7 +114,7 @@ def test_resume_refuses_other_options(reference, tmp_path):
     cfg, _ = reference
     result = CliRunner().invoke(app, ["train", "--resume", cfg.out, "--steps", "7"])
     assert result.exit_code == 1
-    assert "steps: 3 vs 7" in result.output and len(result.output.strip().splitlines()) == 1
+    assert "steps: 2 vs 7" in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_non_finite_step_is_skipped_and_not_written(tmp_path):
