@@ -25,7 +25,7 @@ def _run(cmd, cwd):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def test_two_gloo_processes_batch_1_equal_one_process_batch_2(tmp_path):
+def test_two_gloo_processes_batch_1_equal_one_process_batch_2_and_accumulation(tmp_path):
     from page4d_cli.train.distributed import torchrun_command
 
     single, ddp = tmp_path / "single", tmp_path / "ddp"
@@ -43,3 +43,9 @@ def test_two_gloo_processes_batch_1_equal_one_process_batch_2(tmp_path):
             for run in (single, ddp)]
     assert logs[0] == pytest.approx(logs[1], rel=1e-5)
     assert torch.load(ddp / "train_state.pt", weights_only=True)["world"] == 2
+
+    # gradient accumulation: 1 process, 2 micro-batches of 1 clip = the same per-clip kernels as the ranks
+    accumulated = tmp_path / "accumulated"
+    _run([sys.executable, str(WORKER), str(accumulated), "1", "2"], tmp_path)
+    c = load_file(str(accumulated / "weights.safetensors"))
+    assert max(float((c[k] - b[k]).abs().max()) for k in b) < 1e-6
