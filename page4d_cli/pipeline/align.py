@@ -40,7 +40,6 @@ from page4d_cli.pipeline.options import DEFAULT_OVERLAP
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
 
-
 class AlignmentError(Page4DError, ValueError):
     """A similarity cannot be estimated (too few, collinear or non-finite correspondences)."""
 

@@ -12,8 +12,8 @@ External masks (``masks_dir``) use the same camera names as the input, one of:
   A missing ``008.png`` is an error naming that file, it never shifts ``009.png`` onto frame 8.
 - ``masks/cam0.mp4``: frame k of the mask video is the mask of frame k.
 - the ``masks/`` (or ``masks/auto/``) folder of an earlier ``page4d reconstruct`` output
-  (``masks/camXX/frame_TTTT.png`` next to its ``cameras.json``): cameras.json maps each ``camXX`` to its camera name and each instant t
-  to the source frame, so a run's masks can be fed back in.
+  (``masks/camXX/frame_TTTT.png`` next to its ``cameras.json``): cameras.json maps each ``camXX`` to
+  its camera name and each instant t to the source frame, so a run's masks can be fed back in.
 
 A pixel is dynamic where the image is non-zero (colour channels; alpha is ignored). Video masks are
 lossy-compressed, so there a pixel is dynamic where its grey level is above 127.

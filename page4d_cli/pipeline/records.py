@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from page4d_cli.pipeline import geometry
+from page4d_cli.pipeline.errors import PathLike
 from page4d_cli.pipeline.export import camera_dir, check_shapes
 from page4d_cli.pipeline.output_dir import RUN_FORMAT
-from page4d_cli.pipeline.errors import PathLike
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
 if TYPE_CHECKING:  # device.py imports torch; records.py is read without it

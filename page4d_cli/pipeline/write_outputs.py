@@ -19,8 +19,13 @@ import numpy as np
 from page4d_cli.pipeline import export
 from page4d_cli.pipeline.errors import InputError
 from page4d_cli.pipeline.export_colmap import MODEL_FILES, write_colmap_model
-from page4d_cli.pipeline.options import (COLMAP_FORMATS, DEFAULT_COLMAP_MAX_POINTS, MASK_MODES, check_colmap,
-                                         check_map_format)
+from page4d_cli.pipeline.options import (
+    COLMAP_FORMATS,
+    DEFAULT_COLMAP_MAX_POINTS,
+    MASK_MODES,
+    check_colmap,
+    check_map_format,
+)
 from page4d_cli.pipeline.records import build_cameras_json, write_cameras_json
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
