@@ -199,6 +199,7 @@ def run(m, x, **kw):
     return out["aggregated"], out["depth"]
 
 
+@pytest.mark.slow
 def test_prior_off_or_cameras_absent_leaves_outputs_unchanged():
     x, K, E = clip_and_cameras()
     off_layers, off_depth = run(model(), x)
@@ -210,6 +211,7 @@ def test_prior_off_or_cameras_absent_leaves_outputs_unchanged():
     torch.testing.assert_close(zero_penalty, off_depth, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_prior_acts_in_its_view_sa_layers_only():
     x, K, E = clip_and_cameras()
     off, _ = run(model(), x)
@@ -245,6 +247,7 @@ def test_bad_camera_input_is_a_clear_error(change, message):
         model(enable_epipolar_prior=True)(x, intrinsics=K_bad, extrinsics=E_bad)
 
 
+@pytest.mark.slow
 def test_three_by_four_extrinsics_accepted():
     x, K, E = clip_and_cameras()
     check_cameras(K, E[..., :3, :], (1, 2, 3))

@@ -112,6 +112,7 @@ def test_time_sa_with_one_instant_is_attention_within_each_image():
                 assert torch.allclose(got[:, 0, v], expected, atol=1e-6), (k, v)
 
 
+@pytest.mark.slow
 def test_lambda_zero_means_the_mask_changes_nothing():
     model = tiny_model()
     perturb_(model, std=0.05)
@@ -140,6 +141,7 @@ def attention_mass_on(mask_keys):
 
 
 @pytest.mark.parametrize("kind", ["view", "time"])
+@pytest.mark.slow
 def test_nonzero_lambda_suppresses_masked_keys_in_pose_and_amplifies_in_geometry(kind):
     T, V, rows, cols = (1, 2, 5, 7) if kind == "view" else (2, 1, 5, 7)
     model = tiny_model(enable_dual_stream=True)
@@ -200,6 +202,7 @@ def test_single_stream_bias_depends_on_query_role():
     assert torch.allclose(matrix, expected_rows[:, None] * key_mask[0][None, :])
 
 
+@pytest.mark.slow
 def test_permuting_cameras_permutes_outputs():
     model = tiny_model()
     perturb_(model, std=0.05)
@@ -218,6 +221,7 @@ def test_permuting_cameras_permutes_outputs():
 
 
 @pytest.mark.parametrize("kind, parameter", [("rope", "freq"), ("alibi", "slope")])
+@pytest.mark.slow
 def test_temporal_encoding_is_neutral_at_init_and_acts_after_training(kind, parameter):
     with_encoding = tiny_model(temporal_encoding=kind)
     perturb_(with_encoding, std=0.05)

@@ -82,6 +82,7 @@ def geo_block_calls(model):
     return calls, handles
 
 
+@pytest.mark.slow
 def test_identical_streams_run_once_bitwise_equal_to_both_and_to_single_stream():
     model = loaded_like()
     images, ext = random_images(1, 3, 2, 42, 56, seed=3), torch.rand(1, 3, 2, 3, 4)
@@ -107,6 +108,7 @@ def test_identical_streams_run_once_bitwise_equal_to_both_and_to_single_stream()
 
 
 @pytest.mark.parametrize("change", ["geo block", "lambda", "eps"])
+@pytest.mark.slow
 def test_streams_differing_in_anything_both_run_and_match_the_full_computation(change):
     model = loaded_like()
     agg = model.aggregator
@@ -153,6 +155,7 @@ def test_zero_lambda_biases_add_no_channel_and_bitwise_equal_results():
 
 @pytest.mark.parametrize("kind, parameter, function",
                          [("rope", "freq", "temporal_rotation"), ("alibi", "slope", "LowRankBias")])
+@pytest.mark.slow
 def test_identity_temporal_encodings_are_not_applied(kind, parameter, function):
     model = loaded_like(temporal_encoding=kind)
     agg = model.aggregator
@@ -173,6 +176,7 @@ def test_identity_temporal_encodings_are_not_applied(kind, parameter, function):
     assert not torch.equal(moved["depth"], skipped["depth"])
 
 
+@pytest.mark.slow
 def test_nothing_is_skipped_where_autograd_needs_the_parameter():
     model = loaded_like()
     images, ext = random_images(1, 2, 2, 42, 56, seed=7), torch.rand(1, 2, 2, 3, 4)

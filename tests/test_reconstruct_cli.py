@@ -163,6 +163,7 @@ def test_cli_colmap_model(cli_run):
 # ----------------------------------------------------------------------------- library: windows, npy
 
 
+@pytest.mark.slow
 def test_long_clip_runs_in_stitched_windows(tmp_path):
     out = tmp_path / "windows"
     options = ReconstructOptions(frames=6, size=70, preset="tiny", weights="random", out=out,
@@ -223,6 +224,7 @@ def test_single_camera_runs_with_a_notice(tmp_path):
     assert json.loads((out / "cameras.json").read_text())["num_cameras"] == 1
 
 
+@pytest.mark.slow
 def test_default_output_folder_and_overwrite(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = run_cli(CAMS, *TINY_RUN, "--frames", 2, "-q")
@@ -240,6 +242,7 @@ def test_default_output_folder_and_overwrite(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- the real clip
 
 
+@pytest.mark.slow
 def test_real_dexycb_clip_with_external_masks(tmp_path):
     clip = shared_path("data", "dexycb-4view")
     out = tmp_path / "dexycb"

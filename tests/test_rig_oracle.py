@@ -49,6 +49,7 @@ def exported(tmp_path_factory):
     return out, rig, batch, idx
 
 
+@pytest.mark.slow
 def test_points_reproduce_the_ground_truth_world_points(exported):
     out, rig, batch, idx = exported
     for t in range(T):

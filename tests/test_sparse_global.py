@@ -134,6 +134,7 @@ def test_bad_keypoint_heatmap_shape():
 
 # ------------------------------------------------------------------ neutrality, gate, recorded output
 @pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.slow
 def test_outputs_unchanged_at_init_and_changed_when_gate_opens(strategy):
     model = tiny_model(strategy)
     plain = same_weights_without_sparse(model)
@@ -154,6 +155,7 @@ def test_outputs_unchanged_at_init_and_changed_when_gate_opens(strategy):
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.slow
 def test_recorded_output_includes_sparse_block(strategy):
     model = tiny_model(strategy, sparse_global_layers=[4])
     x = images()
@@ -414,6 +416,7 @@ def test_lambda_kpt_has_no_effect_with_memory_bank_in_the_shared_stream_by_desig
     assert (out["geo"][0] - out["geo"][1]).abs().max() > 1e-5  # geometry stream: the memory read is biased
 
 
+@pytest.mark.slow
 def test_lambda_kpt_end_to_end_pose_stream_unchanged():
     model = tiny_model("landmark", sparse_global_layers=[3])
     open_gates(model)

@@ -128,6 +128,7 @@ def test_layout_variants(files):
     assert vggt.record("camera_head.trunk.0.attn.qkv.weight").stage == 2
 
 
+@pytest.mark.slow
 def test_dtype_on_request(files):
     model, report = load_model(pi3=files["pi3"], page4d=files["page4d_st"], preset="tiny", dtype="bfloat16")
     assert {p.dtype for p in model.aggregator.parameters()} == {torch.bfloat16}
@@ -264,6 +265,7 @@ def pi3_decoder_reference(w, patches, rows, cols, layers, heads):
     return outputs
 
 
+@pytest.mark.slow
 def test_sparse_blocks_copy_their_layer_and_start_neutral(files):
     kwargs = dict(enable_sparse_global=True, sparse_global_layers=(3, 4), sparse_strategy="landmark", landmark_k=4)
     model, report = load_model(pi3=files["pi3"], page4d=files["page4d"], preset="tiny", **kwargs)
