@@ -26,8 +26,9 @@ grid as the fraction of each patch that is dynamic) or [B, T, V, h, w] already o
 Keyword-only (docs/design.md, "Sparse Global-SA"): ``ext_keypoints`` K_ext_seq, a keypoint heatmap
 (values in [0, 1] expected), [B, T, V, H, W] (max-pooled to patches) or [B, T, V, h, w]: Sparse
 Global-SA's landmark score and the lambda_kpt bias. ``intrinsics`` [B, T, V, 3, 3] (network-input
-pixels) and ``extrinsics`` [B, T, V, 4, 4] or [B, T, V, 3, 4] (world-to-camera, OpenCV): the epipolar prior's cameras (used only
-with ``enable_epipolar_prior``). After loading weights call ``model.aggregator.sync_sparse_blocks()``.
+pixels) and ``extrinsics`` [B, T, V, 4, 4] or [B, T, V, 3, 4] (world-to-camera, OpenCV): the epipolar
+prior's cameras (used only with ``enable_epipolar_prior``). After loading weights call
+``model.aggregator.sync_sparse_blocks()``.
 """
 
 from __future__ import annotations
