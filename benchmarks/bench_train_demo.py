@@ -211,7 +211,7 @@ def observed_cost(work: Path) -> list[dict]:
 # ----------------------------------------------------------------------------- tables
 
 
-def fmt(value, digits=3) -> str:
+def fmt(value, digits=4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
