@@ -124,7 +124,7 @@ def test_cli_records_are_complete(cli_run):
     assert run["command_line"].startswith("page4d reconstruct ") and "--colmap" in run["command_line"]
     assert run["device"] == "cpu" and run["dtype"] == "float32"
     assert run["weights"]["source"] == "random" and run["weights"]["provenance"] is None
-    assert set(run["timings_s"]) == {"read", "load", "network", "stitch", "export", "total"}
+    assert set(run["timings_s"]) == {"read", "load", "network", "stitch", "export", "preview", "total"}
     assert all(seconds >= 0 for seconds in run["timings_s"].values())
     assert run["peak_memory"]["cpu_peak_rss_bytes"] > 50e6
     assert run["versions"]["torch"] and run["versions"]["page4d"]
