@@ -104,7 +104,8 @@ class VGGT(nn.Module):
         # Heads outside any autocast region, in their weights' dtype: float32 as loaded (as the reference
         # implementation), or whatever ``model.to(dtype)`` made them.
         device_type = images.device.type
-        no_autocast = torch.autocast(device_type, enabled=False) if device_type in ("cuda", "cpu", "mps") else nullcontext()
+        autocast_types = ("cuda", "cpu", "mps")
+        no_autocast = torch.autocast(device_type, enabled=False) if device_type in autocast_types else nullcontext()
         with no_autocast:
             if self.camera_head is not None:
                 last = agg.pose(cfg.depth - 1)[:, :, :, 0].to(_dtype(self.camera_head)).reshape(B, T * V, -1)
