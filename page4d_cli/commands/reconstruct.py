@@ -151,7 +151,7 @@ def reconstruct_cmd(
         help="A `page4d train` run (folder or weights file) overlaid on the weights as stage 4.",
         show_default="the registered one, if it trained this --preset")] = None,
     allow_missing: Annotated[bool, typer.Option(
-        "--allow-missing", help="Initialise, with a warning, tensors a weights file's layout has but the file "
+        "--allow-missing", metavar=FLAG, show_default=OFF, help="Initialise, with a warning, tensors a weights file's layout has but the file "
         "lacks (a truncated file); without it that is an error.")] = False,
     max_images_per_pass: Annotated[int, typer.Option(
         help="Most images (instants x cameras) per network pass; longer clips run in overlapping windows.")] = (
