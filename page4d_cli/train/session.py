@@ -92,6 +92,12 @@ class BatchStream:
                 continue
             except Page4DError as exc:
                 raise type(exc)(_worker_message(exc)) from None
+            except RuntimeError as exc:
+                if "stack expects each tensor to be equal size" not in str(exc):
+                    raise
+                raise TrainConfigError(f"--batch {self.cfg.batch}: the clips of one batch have different network "
+                                       "image sizes (the size follows each sample's reference camera aspect ratio); "
+                                       "use --batch 1 and scale with --nproc / --accumulate") from None
             self.consumed += self.cfg.batch
             return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         raise TrainConfigError("the data loader yields no batches; add clips or lower --batch")
