@@ -174,6 +174,23 @@ def test_data_error_in_a_worker_is_one_line_and_leaves_no_run(tmp_path):
     assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
 
 
+def test_mixed_network_sizes_in_a_batch_is_one_line(tmp_path):
+    from page4d_cli.train.config import TrainConfigError
+    from page4d_cli.train.distributed import DistContext
+    from page4d_cli.train.session import BatchStream
+
+    class TwoSizes(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return {"images": torch.zeros(1, 1, 3, 14 * (index + 1), 14)}
+
+    stream = BatchStream(TwoSizes(), _config(tmp_path, workers=0), DistContext(0, 1, 0, torch.device("cpu")))
+    with pytest.raises(TrainConfigError, match="use --batch 1"):
+        stream.next(torch.device("cpu"))
+
+
 def test_bad_run_folders(tmp_path):
     from page4d_cli.train.run_folder import RunFolderError, check_new_run_folder
     from page4d_cli.train.session import resume_config
