@@ -144,8 +144,14 @@ def draw_sample(clip, spec: SampleSpec, rng: np.random.Generator) -> tuple[np.nd
 
 def load_sample(clip, frames: np.ndarray, cameras: np.ndarray, spec: SampleSpec) -> dict:
     """Read, preprocess and normalise one sample (frames: GT frame indices; cameras[0] = reference)."""
-    from page4d_cli.pipeline.preprocess import (intrinsics_to_network, make_transform, network_size_for,
-                                                resize_image, resize_map_nearest, resize_mask)
+    from page4d_cli.pipeline.preprocess import (
+        intrinsics_to_network,
+        make_transform,
+        network_size_for,
+        resize_image,
+        resize_map_nearest,
+        resize_mask,
+    )
 
     T, V = len(frames), len(cameras)
     network_size = network_size_for(clip.image_size(int(cameras[0])), spec.size)
