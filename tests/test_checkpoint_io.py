@@ -7,7 +7,6 @@ import json
 import os
 import resource
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
@@ -228,11 +227,10 @@ def test_open_big_file_reads_only_the_header(tmp_path, fmt):
     path = write_synthetic(tmp_path / f"big.{'safetensors' if fmt == 'safetensors' else 'pt'}", "page4d", fmt, **BIG)
     size = path.stat().st_size
     assert size > 250e6
-    rss0, read0, faults0, t0 = _rss_bytes(), _read_bytes(), _page_faults(), time.perf_counter()
+    rss0, read0, faults0 = _rss_bytes(), _read_bytes(), _page_faults()
     with open_checkpoint(path) as r:
         keys = r.keys()
         shapes = [r.shape(k) for k in keys]
-        elapsed = time.perf_counter() - t0
         read, grown = _read_bytes() - read0, _rss_bytes() - rss0
         touched = (_page_faults() - faults0) * resource.getpagesize()
         # A reader that loads the data reads it (rchar), keeps it (RSS) or maps it in (page faults,
@@ -240,7 +238,6 @@ def test_open_big_file_reads_only_the_header(tmp_path, fmt):
         assert read < 0.02 * size, f"read {read} of {size} bytes"
         assert grown < 0.1 * size, f"RSS grew {grown} bytes for a {size}-byte file"
         assert touched < 0.05 * size, f"{touched} bytes of pages faulted in for a {size}-byte file"
-        assert elapsed < 3.0, f"open + list took {elapsed:.2f}s"
         assert len(keys) == len(shapes) == len(synthetic_specs("page4d", **BIG))
         name = "aggregator.global_blocks.11.mlp.fc1.weight"
         assert torch.equal(r.get(name), synthetic_tensor(name, r.shape(name)))
