@@ -13,8 +13,7 @@ from typing import Callable, Optional
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 STAGE_LABELS = {"read": "decoding", "load": "loading network", "network": "network", "write": "writing"}

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from models.errors import Page4DError
-from page4d_cli.data import (DataFormatError, list_clips, read_cameras_file, read_gt_clip, write_gt,
-                             write_gt_clip)
+from page4d_cli.data import DataFormatError, list_clips, read_cameras_file, read_gt_clip, write_gt, write_gt_clip
 from page4d_cli.pipeline.export import PointFilter
 from page4d_cli.pipeline.read_clip import read_clip
 from page4d_cli.pipeline.types import Prediction

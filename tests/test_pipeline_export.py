@@ -17,8 +17,7 @@ import pytest
 from page4d_cli.pipeline import export, geometry
 from page4d_cli.pipeline.export_colmap import write_colmap_model
 from page4d_cli.pipeline.output_dir import OutputExistsError, atomic_output_dir, check_output_dir
-from page4d_cli.pipeline.records import (build_cameras_json, build_run_record, validate_cameras_json,
-                                         write_run_json)
+from page4d_cli.pipeline.records import build_cameras_json, build_run_record, validate_cameras_json, write_run_json
 from page4d_cli.pipeline.types import CameraInfo, ClipBatch, ImageTransform, Prediction
 from page4d_cli.pipeline.write_outputs import ExportOptions, export_reconstruction
 

@@ -14,8 +14,16 @@ import pytest
 
 from page4d_cli.pipeline.errors import InputError
 from page4d_cli.pipeline.preprocess import (
-    intrinsics_to_network, intrinsics_to_original, make_transform, network_map_to_original, network_size_for,
-    network_to_original_xy, original_to_network_xy, resize_image, resize_mask)
+    intrinsics_to_network,
+    intrinsics_to_original,
+    make_transform,
+    network_map_to_original,
+    network_size_for,
+    network_to_original_xy,
+    original_to_network_xy,
+    resize_image,
+    resize_mask,
+)
 from page4d_cli.pipeline.read_clip import read_clip
 from page4d_cli.pipeline.sampling import plan_samples
 from page4d_cli.pipeline.sources import discover_cameras, natural_key

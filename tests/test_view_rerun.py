@@ -22,7 +22,6 @@ from page4d_cli.view.ply import read_ply
 from tests.preview_fixtures import known_clip, read_recording
 
 
-
 def needs_rerun() -> None:
     pytest.importorskip("rerun", reason="rerun-sdk is the optional extra page4d[view]")
 

@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 from page4d_cli.pipeline import geometry
-from page4d_cli.pipeline.align import (AlignmentError, instants_per_pass, plan_windows, slice_clip_batch,
-                                       stitch_windows, transform_prediction, umeyama_sim3)
+from page4d_cli.pipeline.align import (
+    AlignmentError,
+    instants_per_pass,
+    plan_windows,
+    slice_clip_batch,
+    stitch_windows,
+    transform_prediction,
+    umeyama_sim3,
+)
 from page4d_cli.pipeline.types import CameraInfo, ClipBatch, ImageTransform, Prediction
 
 H, W = 14, 28

@@ -66,8 +66,7 @@ def eval_command(
     console = Console()
     try:
         from page4d_cli.data.errors import DataFormatError
-        from page4d_cli.eval import EvalOptions, evaluate
-        from page4d_cli.eval import report
+        from page4d_cli.eval import EvalOptions, evaluate, report
 
         if list_file is not None:
             if pred is not None or gt is not None:

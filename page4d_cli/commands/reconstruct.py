@@ -2,8 +2,8 @@
 
 Thin shell over :func:`page4d_cli.pipeline.reconstruct.reconstruct`: parse the options, draw progress
 with Rich, print warnings (yellow), errors (one red line, exit code 1) and a summary. Ctrl-C exits
-with 130, SIGTERM with 143, and neither leaves an output folder (nor touches an existing one). The pipeline (torch, OpenCV) is imported only when the command
-runs, so ``page4d --help`` stays fast.
+with 130, SIGTERM with 143, and neither leaves an output folder (nor touches an existing one). The
+pipeline (torch, OpenCV) is imported only when the command runs, so ``page4d --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperCommand
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand
 
 from page4d_cli import signals
 from page4d_cli.console import fail
@@ -131,7 +131,8 @@ def reconstruct_cmd(
         help="External dynamic masks: MASKS/<camera>/000.png ... (or <camera>.mp4), non-zero = dynamic.",
         show_default="none")] = None,
     auto_masks: Annotated[bool, typer.Option(
-        "--auto-masks", metavar=FLAG, show_default=OFF, help="Estimate dynamic masks by background subtraction (static cameras).")] = False,
+        "--auto-masks", metavar=FLAG, show_default=OFF,
+        help="Estimate dynamic masks by background subtraction (static cameras).")] = False,
     out: Annotated[Optional[Path], typer.Option(
         help="Output folder.", show_default="./page4d_out/<input folder name>")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", metavar=FLAG, show_default=OFF, help=(
@@ -151,7 +152,8 @@ def reconstruct_cmd(
         help="A `page4d train` run (folder or weights file) overlaid on the weights as stage 4.",
         show_default="the registered one, if it trained this --preset")] = None,
     allow_missing: Annotated[bool, typer.Option(
-        "--allow-missing", metavar=FLAG, show_default=OFF, help="Initialise, with a warning, tensors a weights file's layout has but the file "
+        "--allow-missing", metavar=FLAG, show_default=OFF,
+        help="Initialise, with a warning, tensors a weights file's layout has but the file "
         "lacks (a truncated file); without it that is an error.")] = False,
     max_images_per_pass: Annotated[int, typer.Option(
         help="Most images (instants x cameras) per network pass; longer clips run in overlapping windows.")] = (
@@ -171,7 +173,8 @@ def reconstruct_cmd(
         "Depth map files: 16-bit png, npy or exr (exr only with an OpenCV that can write it: checked before "
         "reading, the error names the formats that work)."))] = (
         MapFormat(opt.MAP_FORMATS[0])),
-    confidence: Annotated[bool, typer.Option("--confidence", metavar=FLAG, show_default=OFF, help="Also write confidence maps.")] = False,
+    confidence: Annotated[bool, typer.Option(
+        "--confidence", metavar=FLAG, show_default=OFF, help="Also write confidence maps.")] = False,
     colmap: Annotated[bool, typer.Option("--colmap", metavar=FLAG, show_default=OFF, help=(
         "Also write a COLMAP model of one instant (colmap/sparse/0, with points3D.ply)."))] = False,
     colmap_frame: Annotated[int, typer.Option(help="Instant t of the COLMAP model.")] = 0,
@@ -185,7 +188,8 @@ def reconstruct_cmd(
     view: Annotated[bool, typer.Option("--view", metavar=FLAG, show_default=OFF, help=(
         "Open the result in Rerun when done, as `page4d view OUT` does (needs pip install 'page4d\\[view]')."))] = False,
     seed: Annotated[int, typer.Option(help="Seed of the random initialisation.", hidden=True)] = opt.DEFAULT_SEED,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, show_default=OFF, help="No progress bars or summary.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", metavar=FLAG, show_default=OFF, help="No progress bars or summary.")] = False,
 ) -> None:
     """See _HELP."""
     err = Console(stderr=True)

@@ -23,10 +23,23 @@ from page4d_cli.data.cameras_file import read_cameras_file
 from page4d_cli.data.errors import DataFormatError
 from page4d_cli.data.gt_clip import GTClip, read_gt_clip
 from page4d_cli.eval import trajectory
-from page4d_cli.eval.maps import (DEPTH_ALIGN_CHOICES, DepthSums, MaskSums, cloud_distances, fit_depth_alignment,
-                                  subsample)
-from page4d_cli.eval.result import (CameraMetrics, CameraResult, DepthMetrics, DepthScore, EvalResult,
-                                    InstantResult, PointMetrics)
+from page4d_cli.eval.maps import (
+    DEPTH_ALIGN_CHOICES,
+    DepthSums,
+    MaskSums,
+    cloud_distances,
+    fit_depth_alignment,
+    subsample,
+)
+from page4d_cli.eval.result import (
+    CameraMetrics,
+    CameraResult,
+    DepthMetrics,
+    DepthScore,
+    EvalResult,
+    InstantResult,
+    PointMetrics,
+)
 from page4d_cli.pipeline import geometry
 
 Maps = Union[np.ndarray, Sequence[Sequence[np.ndarray]]]

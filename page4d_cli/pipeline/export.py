@@ -34,8 +34,7 @@ import cv2  # noqa: E402
 
 from models.errors import Page4DError  # noqa: E402
 from page4d_cli.pipeline import geometry  # noqa: E402
-from page4d_cli.pipeline.options import (DEFAULT_CONF_PERCENTILE, DEFAULT_EDGE_REL_THRESHOLD,  # noqa: E402
-                                         check_point_filter)
+from page4d_cli.pipeline.options import DEFAULT_CONF_PERCENTILE, DEFAULT_EDGE_REL_THRESHOLD, check_point_filter  # noqa: E402
 from page4d_cli.pipeline.types import ClipBatch, Prediction  # noqa: E402
 
 PNG16_MAX = 65535

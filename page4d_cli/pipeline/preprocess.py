@@ -29,6 +29,7 @@ from page4d_cli.pipeline.errors import InputError
 from page4d_cli.pipeline.options import MODES, NETWORK_WIDTH, PATCH  # noqa: F401 - PATCH used by callers
 from page4d_cli.pipeline.options import check_network_width as validate_network_width
 from page4d_cli.pipeline.types import ImageTransform
+
 PAD_VALUE = 1.0  # white, as VGGT's pad mode
 DEPTH_EDGE_RELATIVE_JUMP = 0.05  # "depth" interpolation: neighbours differing > 5 % are an edge
 

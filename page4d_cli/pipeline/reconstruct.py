@@ -39,12 +39,30 @@ from page4d_cli.pipeline.device import DevicePolicy, peak_memory, reset_peak_mem
 from page4d_cli.pipeline.errors import InputError, PathLike
 from page4d_cli.pipeline.feedback import auto_mask_warnings, empty_point_warnings, write_auto_masks
 from page4d_cli.pipeline.masks import check_masks_dir
-from page4d_cli.pipeline.output_dir import (DISK_FULL_ERRNOS, OutputDirError, atomic_output_dir, check_free_space,
-                                            check_output_dir, disk_full_error, has_room, sweep_stale_siblings)
-from page4d_cli.pipeline.options import (COLMAP_FORMATS, DEFAULT_COLMAP_MAX_POINTS, DEFAULT_CONF_PERCENTILE,
-                                         DEFAULT_DEVICE, DEFAULT_EDGE_REL_THRESHOLD, DEFAULT_FRAMES,
-                                         DEFAULT_MAX_IMAGES_PER_PASS, DEFAULT_OVERLAP, DEFAULT_PRESET,
-                                         DEFAULT_SEED, NetworkOptions, ReadOptions)
+from page4d_cli.pipeline.options import (
+    COLMAP_FORMATS,
+    DEFAULT_COLMAP_MAX_POINTS,
+    DEFAULT_CONF_PERCENTILE,
+    DEFAULT_DEVICE,
+    DEFAULT_EDGE_REL_THRESHOLD,
+    DEFAULT_FRAMES,
+    DEFAULT_MAX_IMAGES_PER_PASS,
+    DEFAULT_OVERLAP,
+    DEFAULT_PRESET,
+    DEFAULT_SEED,
+    NetworkOptions,
+    ReadOptions,
+)
+from page4d_cli.pipeline.output_dir import (
+    DISK_FULL_ERRNOS,
+    OutputDirError,
+    atomic_output_dir,
+    check_free_space,
+    check_output_dir,
+    disk_full_error,
+    has_room,
+    sweep_stale_siblings,
+)
 from page4d_cli.pipeline.output_size import estimate_output_bytes
 from page4d_cli.pipeline.predict import NetworkPredictor, repair_intrinsics
 from page4d_cli.pipeline.read_clip import read_clip
