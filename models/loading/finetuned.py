@@ -24,15 +24,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 
 from models.config import ConfigError, Page4DConfig
-from models.errors import Page4DError
+from models.errors import Page4DError, PathLike
 from models.loading.checkpoint_io import CheckpointError, CheckpointReader, open_checkpoint
-
-PathLike = Union[str, Path]
 
 RUN_FORMAT = "page4d-train-run"
 RUN_VERSION = 1

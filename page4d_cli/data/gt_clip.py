@@ -21,11 +21,12 @@ frame index ``t`` in ``0 .. num_frames - 1``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import cv2
 import numpy as np
 
+from models.errors import PathLike
 from page4d_cli.data.cameras_file import CameraKey, CamerasFile, read_cameras_file
 from page4d_cli.data.errors import DataFormatError
 from page4d_cli.pipeline import geometry
@@ -36,7 +37,6 @@ from page4d_cli.pipeline.types import CameraInfo
 
 GT_DIR = "gt"
 CAMERAS_FILE = "cameras.json"
-PathLike = Union[str, Path]
 
 
 class GTClip:

@@ -35,15 +35,15 @@ without gt/, fewer cameras or frames than asked for, depth of the wrong size, a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from models.errors import Page4DError
+from models.errors import (
+    Page4DError,  # noqa: E402  (one definition)
+)
 
-PathLike = Union[str, Path]
 MODES = ("crop", "pad")
 PATCH = 14
 SCALE_EPS = 1e-3  # VGGT: avg = sum |p| / (count + 1e-3)
