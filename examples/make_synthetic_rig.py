@@ -34,6 +34,7 @@ import numpy as np
 
 from page4d_cli.data import read_gt_clip, write_gt
 from page4d_cli.data.synth_render import hit_box, hit_room, hit_sphere, texture
+from page4d_cli.data.synth_scene import look_at
 
 ROOM_LO = np.array([-2.0, 0.0, -2.0])
 ROOM_HI = np.array([2.0, 2.5, 2.0])
@@ -49,18 +50,6 @@ DEPTH_SCALE = 1e-3  # metres per level of the ground-truth depth PNGs (1 mm: sma
 
 
 # ----------------------------------------------------------------------------------------- geometry
-def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 1.0, 0.0)) -> np.ndarray:
-    """4 x 4 camera-from-scene with OpenCV axes: z towards ``target``, y pointing down."""
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross(forward, np.asarray(up, dtype=np.float64))
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([right, down, forward])
-    pose[:3, 3] = -pose[:3, :3] @ eye
-    return pose
-
-
 def rig_poses(cameras: int) -> np.ndarray:
     """[V, 4, 4] camera-from-scene for ``cameras`` cameras on the ring (first 4 use fixed azimuths)."""
     azimuths = list(CAMERA_AZIMUTHS_DEG[:cameras]) + [360.0 * k / cameras + 10.0
