@@ -18,8 +18,8 @@ USER_ERRORS = [
     ("page4d_cli.pipeline.align", "AlignmentError"), ("page4d_cli.pipeline.output_dir", "OutputExistsError"),
     ("page4d_cli.weights.registry", "WeightsError"), ("page4d_cli.weights.registry", "RegistryError"),
     ("page4d_cli.weights.registry", "LayoutError"), ("page4d_cli.weights.registry", "WeightsNotFound"),
-    ("page4d_cli.weights.fetch", "FetchError"), ("page4d_cli.weights.fetch", "LicenceNotAccepted"),
-    ("page4d_cli.weights.fetch", "NotEnoughDiskSpace"), ("page4d_cli.weights.fetch", "VerificationError"),
+    ("page4d_cli.weights.fetch_errors", "FetchError"), ("page4d_cli.weights.fetch_errors", "LicenceNotAccepted"),
+    ("page4d_cli.weights.fetch_errors", "NotEnoughDiskSpace"), ("page4d_cli.weights.fetch_errors", "VerificationError"),
 ]
 
 

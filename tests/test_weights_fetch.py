@@ -17,15 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 import page4d_cli.weights.fetch as fetch_mod
+import page4d_cli.weights.hub_cache as hub_cache_mod
 from page4d_cli.main import app
 from page4d_cli.weights import Registry, select
-from page4d_cli.weights.fetch import (
-    FetchError,
-    LicenceNotAccepted,
-    NotEnoughDiskSpace,
-    VerificationError,
-    fetch_weights,
-)
+from page4d_cli.weights.fetch import fetch_weights
+from page4d_cli.weights.fetch_errors import FetchError, LicenceNotAccepted, NotEnoughDiskSpace, VerificationError
+from page4d_cli.weights.hub import hub_cache_dir, hub_settings
 from page4d_cli.weights.registry import detect_file_layout as registry_detect_file_layout
 from tests.hub_server import COMMIT, FakeHub, write_page4d_pt, write_pi3_safetensors
 
@@ -178,14 +175,14 @@ def test_cached_file_that_goes_bad_is_removed_not_registered(hub, env, monkeypat
     data = _data()
     hub.add(*PI3, data)
     # Simulate a blob corrupted after the pre-download check: the download step hands it back short.
-    real_download = fetch_mod._download
+    real_download = fetch_mod.download
 
     def short_download(*args, **kwargs):
         path = real_download(*args, **kwargs)
         path.resolve().write_bytes(data[:1000])
         return path
 
-    monkeypatch.setattr(fetch_mod, "_download", short_download)
+    monkeypatch.setattr(fetch_mod, "download", short_download)
     result = _fetch_cli("pi3", "-y")
     assert result.exit_code == 1 and "has 1000 bytes but the hub reports 300000" in result.output
     assert not list((env / "hf" / "hub").rglob("blobs/*")) and Registry().entries() == []
@@ -200,7 +197,7 @@ def test_not_enough_disk_space_stops_before_any_download(hub, env, monkeypatch):
         seen.append(Path(path))
         return DiskUsage(total=10**9, used=10**9 - 400_000, free=400_000)
 
-    monkeypatch.setattr(fetch_mod.shutil, "disk_usage", tiny_disk)
+    monkeypatch.setattr(hub_cache_mod.shutil, "disk_usage", tiny_disk)
     result = _fetch_cli("all", "-y")
     assert result.exit_code == 1
     msg = result.output
@@ -237,7 +234,7 @@ def test_licence_refused_downloads_nothing(hub):
 def test_second_fetch_reuses_the_cache(hub, monkeypatch):
     hub.add(*PI3, _data())
     assert _fetch_cli("pi3", "-y").exit_code == 0
-    monkeypatch.setattr(fetch_mod.shutil, "disk_usage", lambda p: DiskUsage(1, 1, 0))
+    monkeypatch.setattr(hub_cache_mod.shutil, "disk_usage", lambda p: DiskUsage(1, 1, 0))
     result = _fetch_cli("pi3", "-y")
     assert result.exit_code == 0, result.output  # nothing left to download: no space needed
     assert len(hub.requests("GET")) == 1
@@ -281,11 +278,11 @@ def test_hub_settings_are_read_from_the_environment_at_call_time(tmp_path, monke
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hfhome"))
     monkeypatch.setenv("HF_ENDPOINT", "http://mirror.invalid/")
-    settings = fetch_mod.hub_settings("tok")
+    settings = hub_settings("tok")
     assert settings.cache_dir == tmp_path / "hfhome" / "hub"
     assert (settings.endpoint, settings.token) == ("http://mirror.invalid", "tok")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
-    assert fetch_mod.hub_cache_dir() == tmp_path / "elsewhere"
+    assert hub_cache_dir() == tmp_path / "elsewhere"
 
 
 def test_progress_shim_drives_huggingface_hub_xet_reporter():
@@ -294,8 +291,10 @@ def test_progress_shim_drives_huggingface_hub_xet_reporter():
 
     from huggingface_hub.utils._xet_progress_reporting import XetDownloadProgressReporter
 
+    from page4d_cli.weights.transfer import progress_bar_class
+
     recorder = Recorder()
-    bar_cls = fetch_mod._bar_class(recorder, "download model.safetensors")
+    bar_cls = progress_bar_class(recorder, "download model.safetensors")
     with XetDownloadProgressReporter(reconstruction_desc="r", total=100, log_level=30,
                                      tqdm_class=bar_cls) as reporter:
         for done in (40, 100):
