@@ -14,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models.loading.checkpoint_io import CheckpointError, StateDictReader, open_checkpoint
+from models.loading.checkpoint_io import open_checkpoint
+from models.loading.checkpoint_reader import CheckpointError
 from models.loading.synthetic import (
     TINY,
     synthetic_specs,
@@ -23,6 +24,7 @@ from models.loading.synthetic import (
     write_checkpoint,
     write_synthetic,
 )
+from models.loading.torch_reader import StateDictReader
 from tests.broken_checkpoints import truncated_copy, write_code_pickle
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

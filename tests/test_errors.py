@@ -12,7 +12,7 @@ from page4d_cli.main import app
 
 USER_ERRORS = [
     ("models.config", "ConfigError"), ("models.inputs", "InputShapeError"),
-    ("models.loading.checkpoint_io", "CheckpointError"), ("models.loading.plan", "SizeMismatchError"),
+    ("models.loading.checkpoint_reader", "CheckpointError"), ("models.loading.plan", "SizeMismatchError"),
     ("models.loading.plan", "MissingTensorsError"), ("page4d_cli.pipeline.errors", "InputError"),
     ("page4d_cli.pipeline.device", "DeviceError"), ("page4d_cli.pipeline.export", "ExportError"),
     ("page4d_cli.pipeline.align", "AlignmentError"), ("page4d_cli.pipeline.output_dir", "OutputExistsError"),

@@ -9,7 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 from models.loading import CheckpointError, inspect_load, load_model
-from models.loading.checkpoint_io import CheckpointReader, open_checkpoint
+from models.loading.checkpoint_io import open_checkpoint
+from models.loading.checkpoint_reader import CheckpointReader
 from models.loading.plan import MissingTensorsError
 from models.loading.source_map import candidate_of
 from models.loading.synthetic import TINY, synthetic_state_dict, write_checkpoint, write_synthetic

@@ -9,7 +9,8 @@ import torch
 from safetensors import safe_open
 
 from models.loading.checkpoint_grammar import size
-from models.loading.checkpoint_io import CheckpointError, StateDictReader, open_checkpoint
+from models.loading.checkpoint_io import open_checkpoint
+from models.loading.checkpoint_reader import CheckpointError
 from models.loading.layouts import describe_dims, detect_layout, expect_layout, infer_dims, size_mismatch
 from models.loading.synthetic import (
     LAYOUTS,
@@ -20,6 +21,7 @@ from models.loading.synthetic import (
     write_checkpoint,
     write_synthetic,
 )
+from models.loading.torch_reader import StateDictReader
 from tests.broken_checkpoints import write_unknown_layout
 from tests.helpers import SHARED, needs_shared, reference_keys
 

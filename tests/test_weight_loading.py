@@ -171,13 +171,13 @@ def test_size_mismatch_is_an_error_or_a_recorded_fallback(tmp_path):
 
 def test_inspect_load_matches_load_without_reading_tensors(files, monkeypatch):
     _, loaded = load_model(pi3=files["pi3"], page4d=files["page4d"], preset="tiny")
-    from models.loading import checkpoint_io
+    from models.loading.safetensors_reader import SafetensorsReader
 
     def refuse(self, key):
         raise AssertionError(f"inspect_load read tensor {key}")
 
-    monkeypatch.setattr(checkpoint_io.SafetensorsReader, "get", refuse)
-    monkeypatch.setattr(checkpoint_io.SafetensorsReader, "data_range", refuse)
+    monkeypatch.setattr(SafetensorsReader, "get", refuse)
+    monkeypatch.setattr(SafetensorsReader, "data_range", refuse)
     report = inspect_load(pi3=files["pi3"], page4d=files["page4d_st"], preset="tiny")
     planned = [(r.name, r.stage, r.source) for r in report.records]
     assert planned == [(r.name, r.stage, r.source) for r in loaded.records]
@@ -185,9 +185,9 @@ def test_inspect_load_matches_load_without_reading_tensors(files, monkeypatch):
 
 def test_full_size_plan_from_meta_checkpoints():
     """At full size (meta tensors, no data) every tensor of the model has its planned source."""
-    from models.loading.checkpoint_io import StateDictReader
     from models.loading.loader import build_plan
     from models.loading.synthetic import synthetic_state_dict
+    from models.loading.torch_reader import StateDictReader
     from models.vggt import VGGT
 
     readers = {"pi3": StateDictReader(synthetic_state_dict("pi3"), "model.safetensors"),

@@ -1,7 +1,8 @@
 """Weight loading (see docs/design.md, "Three-stage loading"):
 
 - ``roles``: what a file can be to the network (role, stage, label, accepted layouts); light.
-- ``checkpoint_io``: header-only readers for safetensors and torch files.
+- ``checkpoint_io``: opens a checkpoint, whatever its format, with the reader of ``checkpoint_reader``
+  (interface, error), ``safetensors_reader`` or ``torch_reader``: header-only, one tensor at a time.
 - ``checkpoint_grammar``: the tensor names and shapes of every checkpoint layout, as data.
 - ``layouts``: which layout a file has, and its sizes.
 - ``source_map``: which source tensor fills each of our tensors (the three-stage plan as rules).
@@ -18,8 +19,8 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "CheckpointError": "checkpoint_io", "CheckpointReader": "checkpoint_io", "StateDictReader": "checkpoint_io",
-    "open_checkpoint": "checkpoint_io",
+    "CheckpointError": "checkpoint_reader", "CheckpointReader": "checkpoint_reader",
+    "StateDictReader": "torch_reader", "open_checkpoint": "checkpoint_io",
     "describe_dims": "layouts", "detect_layout": "layouts", "expect_layout": "layouts", "infer_dims": "layouts",
     "size_mismatch": "layouts",
     "inspect_load": "loader", "load_model": "loader",

@@ -30,7 +30,8 @@ import torch
 
 from models.config import ConfigError, Page4DConfig
 from models.errors import Page4DError, PathLike
-from models.loading.checkpoint_io import CheckpointError, CheckpointReader, open_checkpoint
+from models.loading.checkpoint_io import open_checkpoint
+from models.loading.checkpoint_reader import CheckpointError, CheckpointReader
 
 RUN_FORMAT = "page4d-train-run"
 RUN_VERSION = 1

@@ -22,7 +22,8 @@ from typing import Iterator, Mapping, Optional, Union
 
 from models.errors import PathLike
 from models.loading.checkpoint_grammar import LAYOUT_RULES, expand
-from models.loading.checkpoint_io import CheckpointError, CheckpointReader, open_checkpoint
+from models.loading.checkpoint_io import open_checkpoint
+from models.loading.checkpoint_reader import CheckpointError, CheckpointReader
 from models.loading.roles import LAYOUT_DESCRIPTION as DESCRIPTION
 from models.loading.roles import ROLES as SOURCE_ROLES
 

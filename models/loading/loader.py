@@ -28,7 +28,8 @@ import torch
 from models.config import PI3_BLOCK_EPS, VGGT_BLOCK_EPS, Page4DConfig
 from models.errors import PathLike
 from models.init import reset_owners_
-from models.loading.checkpoint_io import CheckpointError, CheckpointReader, open_checkpoint
+from models.loading.checkpoint_io import open_checkpoint
+from models.loading.checkpoint_reader import CheckpointError, CheckpointReader
 from models.loading.finetuned import overlay_finetuned, plan_finetuned, prepare_finetuned
 from models.loading.layouts import expect_layout
 from models.loading.plan import plan_load, plan_notes
@@ -254,8 +255,8 @@ def would_fill(config: Page4DConfig) -> dict[str, list[str]]:
 
     Plans against header-only (meta) synthetic checkpoints in the real layouts.
     """
-    from models.loading.checkpoint_io import StateDictReader
     from models.loading.synthetic import synthetic_state_dict
+    from models.loading.torch_reader import StateDictReader
 
     common = dict(embed_dim=config.embed_dim, encoder_depth=config.encoder.depth, num_heads=config.num_heads,
                   mlp_ratio=config.mlp_ratio)

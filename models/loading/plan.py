@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from models.loading.checkpoint_io import CheckpointError, CheckpointReader
+from models.loading.checkpoint_reader import CheckpointError, CheckpointReader
 from models.loading.layouts import layout_has
 from models.loading.provenance import TensorRecord
 from models.loading.roles import INITIALISED_STAGE, LAYOUT_DESCRIPTION, PRETRAINED, ROLES

@@ -27,7 +27,7 @@ import torch
 
 from models.errors import PathLike
 from models.loading.checkpoint_grammar import LAYOUT_RULES, expand
-from models.loading.checkpoint_io import SAFETENSORS_DTYPES
+from models.loading.safetensors_reader import SAFETENSORS_DTYPES
 
 LAYOUTS = tuple(LAYOUT_RULES)
 
