@@ -153,13 +153,9 @@ def test_no_display_and_bad_save_path_fail_before_logging(output, monkeypatch, t
 
 
 def test_cli_error_is_one_line(tmp_path):
-    import typer
+    from page4d_cli.main import app
 
-    from page4d_cli.commands.view import view_cmd
-
-    app = typer.Typer()
-    app.command()(view_cmd)
-    result = CliRunner().invoke(app, [str(tmp_path / "missing"), "--save", str(tmp_path / "x.rrd")])
+    result = CliRunner().invoke(app, ["view", str(tmp_path / "missing"), "--save", str(tmp_path / "x.rrd")])
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "no such folder" in lines[0]

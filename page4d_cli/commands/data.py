@@ -17,11 +17,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from models.errors import Page4DError
-from page4d_cli.console import fail
+from page4d_cli.commands import summary
 
-app = typer.Typer(help="Ground-truth clips: synthesise them (synth) and validate them (check).",
-                  no_args_is_help=True)
+app = typer.Typer(help=summary("data"), no_args_is_help=True, add_completion=False)
 
 
 class Rig(str, Enum):
@@ -59,19 +57,16 @@ def synth_cmd(
 ) -> None:
     """Render N procedural multi-camera dynamic scenes with exact depth, cameras and dynamic masks."""
     console = Console(stderr=True)
-    try:
-        from page4d_cli.data.synth import SynthOptions, parse_size, synth_clips
+    from page4d_cli.data.synth import SynthOptions, parse_size, synth_clips
 
-        width, height = parse_size(size)
-        options = SynthOptions(clips=clips, cameras=cameras, frames=frames, width=width, height=height, seed=seed,
-                               rig=rig.value, fps=fps, image_format=image_format.value, overwrite=overwrite,
-                               workers=workers)
-        started = time.perf_counter()
-        with _progress(console, "rendering", quiet) as bars:
-            task = bars.add_task("synth", total=clips)
-            paths = synth_clips(out, options, progress=lambda done, total: bars.update(task, completed=done))
-    except Page4DError as exc:
-        fail(exc, console=console)
+    width, height = parse_size(size)
+    options = SynthOptions(clips=clips, cameras=cameras, frames=frames, width=width, height=height, seed=seed,
+                           rig=rig.value, fps=fps, image_format=image_format.value, overwrite=overwrite,
+                           workers=workers)
+    started = time.perf_counter()
+    with _progress(console, "rendering", quiet) as bars:
+        task = bars.add_task("synth", total=clips)
+        paths = synth_clips(out, options, progress=lambda done, total: bars.update(task, completed=done))
     seconds = time.perf_counter() - started
     typer.echo(f"wrote {len(paths)} clips ({cameras} cameras x {frames} frames, {width}x{height}) to {out} "
                f"in {seconds:.1f} s")
@@ -85,12 +80,9 @@ def check_cmd(
 ) -> None:
     """Validate ground-truth clips: one line per problem naming the file; exit 1 if any."""
     console = Console()
-    try:
-        from page4d_cli.data.check import check_clips
+    from page4d_cli.data.check import check_clips
 
-        reports = check_clips(path)
-    except Page4DError as exc:
-        fail(exc)
+    reports = check_clips(path)
     problems = [problem for report in reports for problem in report.problems]
     if as_json:
         typer.echo(json.dumps([{"clip": str(r.clip), "ok": r.ok, "cameras": r.num_cameras, "frames": r.num_frames,

@@ -14,12 +14,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from models.errors import Page4DError
-from page4d_cli.console import fail
+from page4d_cli.commands import summary
 
-HELP = ("Evaluate a reconstruct output folder PRED against a ground-truth clip GT: ATE/RPE/rig errors "
+HELP = "\n\n".join([summary("eval"), (
+        "Measures a reconstruct output folder PRED against a ground-truth clip GT: ATE/RPE/rig errors "
         "(evo, Sim(3) Umeyama), depth AbsRel and δ<1.25 (median or scale-shift aligned; all, dynamic and static "
-        "pixels), point accuracy/completeness/Chamfer, mask IoU. Writes PRED/eval.json.")
+        "pixels), point accuracy/completeness/Chamfer, mask IoU. Writes PRED/eval.json.")])
 
 
 class DepthAlign(str, Enum):
@@ -47,6 +47,10 @@ def read_pairs(list_file: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+app = typer.Typer(add_completion=False)
+
+
+@app.command("eval", help=HELP)
 def eval_command(
     pred: Annotated[Optional[Path], typer.Argument(help="A page4d reconstruct output folder.", show_default=False)]
         = None,
@@ -64,24 +68,21 @@ def eval_command(
 ) -> None:
     """Evaluate reconstructions against ground-truth clips."""
     console = Console()
-    try:
-        from page4d_cli.data.errors import DataFormatError
-        from page4d_cli.eval import EvalOptions, evaluate, report
+    from page4d_cli.data.errors import DataFormatError
+    from page4d_cli.eval import EvalOptions, evaluate, report
 
-        if list_file is not None:
-            if pred is not None or gt is not None:
-                raise DataFormatError("--list: pass either PRED GT or --list FILE, not both")
-            pairs = read_pairs(list_file)
-        elif pred is None or gt is None:
-            raise DataFormatError("page4d eval: give PRED (a reconstruct output) and GT (a clip with gt/), "
-                                  "or --list FILE")
-        else:
-            pairs = [(pred, gt)]
-        options = EvalOptions(depth_align=align.value, points=points, max_points=max_points)
-        results = [evaluate(p, g, options) for p, g in pairs]
-        written = [report.write_eval_json(result, p) for result, (p, _) in zip(results, pairs)]
-    except Page4DError as exc:
-        fail(exc)
+    if list_file is not None:
+        if pred is not None or gt is not None:
+            raise DataFormatError("--list: pass either PRED GT or --list FILE, not both")
+        pairs = read_pairs(list_file)
+    elif pred is None or gt is None:
+        raise DataFormatError("page4d eval: give PRED (a reconstruct output) and GT (a clip with gt/), "
+                              "or --list FILE")
+    else:
+        pairs = [(pred, gt)]
+    options = EvalOptions(depth_align=align.value, points=points, max_points=max_points)
+    results = [evaluate(p, g, options) for p, g in pairs]
+    written = [report.write_eval_json(result, p) for result, (p, _) in zip(results, pairs)]
     if as_json:
         data = [r.to_dict() for r in results]
         typer.echo(json.dumps(data[0] if list_file is None else data, indent=2, default=float))

@@ -8,7 +8,12 @@ from typing import Optional
 
 import typer
 
+from page4d_cli.commands import summary
 
+app = typer.Typer(add_completion=False)
+
+
+@app.command("inspect-load", help=summary("inspect-load"))
 def inspect_load_command(
     pi3: Optional[Path] = typer.Option(None, "--pi3", help="Pi3 model.safetensors (default: the registered one)."),
     page4d: Optional[Path] = typer.Option(None, "--page4d", help="PAGE-4D checkpoint (.pt/.safetensors) or VGGT-1B."),
@@ -23,7 +28,6 @@ def inspect_load_command(
     finetuned: Optional[Path] = typer.Option(
         None, "--finetuned", help="A `page4d train` run (folder or weights file) overlaid as stage 4."),
 ) -> None:
-    """Show the three-stage loading plan: stage, source key and adaptation of every tensor."""
     # torch and the loader are imported here, not at the top: `page4d --help` must stay light.
     from rich.console import Console
 

@@ -19,26 +19,15 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperCommand
 
 from page4d_cli import signals
+from page4d_cli.commands import summary
 from page4d_cli.console import fail
 from page4d_cli.pipeline import options as opt
 from page4d_cli.reporters import make_reporter, plural
 
 EXIT_ERROR = 1
-FLAG = ""  # metavar of on/off flags: no "<bool>" placeholder in --help (they take no value)
 OFF = "off"  # the default shown for on/off flags
-
-
-class ReconstructCommand(TyperCommand):
-    """The command's click class: its ``--help`` flag, like the other flags, shows no ``<bool>`` placeholder."""
-
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = FLAG
-        return option
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -98,8 +87,8 @@ def _summary(result) -> str:
     ])
 
 
-_HELP = "\n\n".join([
-    "Reconstruct a synchronized multi-camera clip in 4D with the PAGE-4D network.",
+HELP = "\n\n".join([
+    summary("reconstruct"),
     "INPUT_DIR holds one video per camera (cam0.mp4, cam1.mp4, ...) or one image folder per camera. "
     "T instants are sampled; every camera contributes its frame nearest in time. Outputs: per-instant "
     "point clouds, per-camera depth maps (original resolution), dynamic masks, TUM trajectories, "
@@ -107,6 +96,10 @@ _HELP = "\n\n".join([
 ])
 
 
+app = typer.Typer(add_completion=False)
+
+
+@app.command("reconstruct", help=HELP)
 def reconstruct_cmd(
     input_dir: Annotated[Path, typer.Argument(help="Folder with one video (or image folder) per camera.",
                                               show_default=False)],
@@ -131,11 +124,11 @@ def reconstruct_cmd(
         help="External dynamic masks: MASKS/<camera>/000.png ... (or <camera>.mp4), non-zero = dynamic.",
         show_default="none")] = None,
     auto_masks: Annotated[bool, typer.Option(
-        "--auto-masks", metavar=FLAG, show_default=OFF,
+        "--auto-masks", show_default=OFF,
         help="Estimate dynamic masks by background subtraction (static cameras).")] = False,
     out: Annotated[Optional[Path], typer.Option(
         help="Output folder.", show_default="./page4d_out/<input folder name>")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", metavar=FLAG, show_default=OFF, help=(
+    overwrite: Annotated[bool, typer.Option("--overwrite", show_default=OFF, help=(
         "Replace an existing page4d output folder (one holding page4d's run.json; never the input folder, "
         "a folder containing it or the current folder), once the new output is complete."))] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = opt.DEFAULT_DEVICE,
@@ -152,7 +145,7 @@ def reconstruct_cmd(
         help="A `page4d train` run (folder or weights file) overlaid on the weights as stage 4.",
         show_default="the registered one, if it trained this --preset")] = None,
     allow_missing: Annotated[bool, typer.Option(
-        "--allow-missing", metavar=FLAG, show_default=OFF,
+        "--allow-missing", show_default=OFF,
         help="Initialise, with a warning, tensors a weights file's layout has but the file "
         "lacks (a truncated file); without it that is an error.")] = False,
     max_images_per_pass: Annotated[int, typer.Option(
@@ -164,7 +157,7 @@ def reconstruct_cmd(
     conf_threshold: Annotated[Optional[float], typer.Option(
         help="Drop points below this absolute confidence (instead of --conf-percentile).", show_default="none")] = None,
     no_edge_filter: Annotated[bool, typer.Option(
-        "--no-edge-filter", metavar=FLAG, show_default=OFF, help="Keep points at depth discontinuities.")] = False,
+        "--no-edge-filter", show_default=OFF, help="Keep points at depth discontinuities.")] = False,
     voxel: Annotated[Optional[float], typer.Option(
         help="Voxel size for point downsampling (world units).", show_default="none: every point")] = None,
     points_from: Annotated[PointsFrom, typer.Option(
@@ -174,8 +167,8 @@ def reconstruct_cmd(
         "reading, the error names the formats that work)."))] = (
         MapFormat(opt.MAP_FORMATS[0])),
     confidence: Annotated[bool, typer.Option(
-        "--confidence", metavar=FLAG, show_default=OFF, help="Also write confidence maps.")] = False,
-    colmap: Annotated[bool, typer.Option("--colmap", metavar=FLAG, show_default=OFF, help=(
+        "--confidence", show_default=OFF, help="Also write confidence maps.")] = False,
+    colmap: Annotated[bool, typer.Option("--colmap", show_default=OFF, help=(
         "Also write a COLMAP model of one instant (colmap/sparse/0, with points3D.ply)."))] = False,
     colmap_frame: Annotated[int, typer.Option(help="Instant t of the COLMAP model.")] = 0,
     colmap_format: Annotated[ColmapFormat, typer.Option(help="COLMAP model files: text (.txt) or bin (.bin).")] = (
@@ -183,15 +176,15 @@ def reconstruct_cmd(
     colmap_max_points: Annotated[int, typer.Option(
         help="Most points in the COLMAP model (an even random subsample above it); 0 keeps every point.")] = (
         opt.DEFAULT_COLMAP_MAX_POINTS),
-    no_preview: Annotated[bool, typer.Option("--no-preview", metavar=FLAG, show_default=OFF, help=(
+    no_preview: Annotated[bool, typer.Option("--no-preview", show_default=OFF, help=(
         "Skip preview/ (overview.png, depth.mp4, trajectory.png, and the input frames page4d view shows)."))] = False,
-    view: Annotated[bool, typer.Option("--view", metavar=FLAG, show_default=OFF, help=(
+    view: Annotated[bool, typer.Option("--view", show_default=OFF, help=(
         "Open the result in Rerun when done, as `page4d view OUT` does (needs pip install 'page4d\\[view]')."))] = False,
     seed: Annotated[int, typer.Option(help="Seed of the random initialisation.", hidden=True)] = opt.DEFAULT_SEED,
     quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", metavar=FLAG, show_default=OFF, help="No progress bars or summary.")] = False,
+        "--quiet", "-q", show_default=OFF, help="No progress bars or summary.")] = False,
 ) -> None:
-    """See _HELP."""
+    """See HELP."""
     err = Console(stderr=True)
     # FFmpeg prints its own diagnostics for unreadable videos; the pipeline's one-line error says it all.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")

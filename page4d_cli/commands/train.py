@@ -15,14 +15,19 @@ from typing import List, Optional, Tuple
 import typer
 
 from models.errors import Page4DError
-from page4d_cli.console import fail
+from page4d_cli.commands import summary
 from page4d_cli.train.config import DEVICES, PRESETS, SAVE_CHOICES, TRAIN_CHOICES, LossConfig, TrainConfig
 
 D = TrainConfig()  # the defaults shown in --help
-HELP = ("Fine-tune the network on ground-truth clips with PAGE-4D's losses; writes a run folder (config.json, "
-        "metrics.jsonl, weights.safetensors, train_state.pt) usable with `reconstruct --finetuned RUN`.")
+HELP = "\n\n".join([summary("train"), (
+    "Writes a run folder (config.json, metrics.jsonl, weights.safetensors, train_state.pt) usable with "
+    "`reconstruct --finetuned RUN`.")])
 
 
+app = typer.Typer(add_completion=False)
+
+
+@app.command("train", help=HELP)
 def train_command(
     data: Optional[Path] = typer.Argument(None, help="Folder of ground-truth clips, one clip, or a text file "
                                           "listing clips (not needed with --resume)."),
@@ -83,14 +88,11 @@ def train_command(
         given["loss"] = LossConfig(mask_weight=mask_loss)
     if no_progress:
         given["progress"] = False
-    try:
-        cfg, network = training_config(data, out, resume, given)
-        if nproc > 1:
-            code = launch_workers(nproc, cfg, resume is not None)
-        else:
-            code = run_training(cfg, network, resume is not None)
-    except (Page4DError, ValueError) as exc:
-        fail(exc)
+    cfg, network = training_config(data, out, resume, given)
+    if nproc > 1:
+        code = launch_workers(nproc, cfg, resume is not None)
+    else:
+        code = run_training(cfg, network, resume is not None)
     if code:
         raise typer.Exit(code)
 

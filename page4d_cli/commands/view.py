@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from page4d_cli.commands.reconstruct import FLAG, OFF
+from page4d_cli.commands import summary
+from page4d_cli.commands.reconstruct import OFF
 from page4d_cli.console import fail
 
 EXIT_INTERRUPTED = 130
@@ -20,9 +21,9 @@ DEFAULT_MAX_POINTS = 500_000
 DEFAULT_WEB_PORT = 9090
 
 HELP = "\n\n".join([
-    "Show a reconstruction folder in Rerun: a timeline over the sampled instants, the fused point cloud of "
-    "each instant, every camera's frustum with its input frame, depth map and dynamic mask, the camera "
-    "trajectories and the world axes.",
+    summary("view"),
+    "A timeline over the sampled instants, the fused point cloud of each instant, every camera's frustum "
+    "with its input frame, depth map and dynamic mask, the camera trajectories and the world axes.",
     "Default: the native viewer (needs a display). --save FILE.rrd writes a recording to open later with "
     "`rerun FILE.rrd` (headless servers); --web serves the web viewer from this process until Ctrl-C. "
     "Needs the optional extra: pip install 'page4d\\[view]'.",  # \\[ : not Rich markup
@@ -32,7 +33,9 @@ HELP = "\n\n".join([
 def run_view(out_dir: Path, save: Optional[Path] = None, web: bool = False, max_points: Optional[int] = None,
              web_port: Optional[int] = None, open_browser: bool = True, quiet: bool = False,
              overwrite: bool = False) -> None:
-    """Log ``out_dir`` with a progress bar, then (web mode) serve until Ctrl-C; errors exit with one line.
+    """Log ``out_dir`` with a progress bar, then (web mode) serve until Ctrl-C.
+
+    A ``Page4DError`` propagates (the root group prints its one line); Ctrl-C exits with 130.
 
     Shared by ``page4d view`` and ``page4d reconstruct --view``.
     """
@@ -44,7 +47,6 @@ def run_view(out_dir: Path, save: Optional[Path] = None, web: bool = False, max_
         TimeRemainingColumn,
     )
 
-    from models.errors import Page4DError
     from page4d_cli.view import ViewOptions, view
     from page4d_cli.view.session import serve_forever
 
@@ -65,8 +67,6 @@ def run_view(out_dir: Path, save: Optional[Path] = None, web: bool = False, max_
             result = view(out_dir, options, progress=tick)
         finally:
             bars.stop()
-    except Page4DError as exc:
-        fail(str(exc), console=err)
     except KeyboardInterrupt:
         fail("interrupted", EXIT_INTERRUPTED, console=err)
     for note in result.notes:
@@ -85,21 +85,25 @@ def run_view(out_dir: Path, save: Optional[Path] = None, web: bool = False, max_
             raise typer.Exit(0) from None
 
 
+app = typer.Typer(add_completion=False)
+
+
+@app.command("view", help=HELP)
 def view_cmd(
     out_dir: Annotated[Path, typer.Argument(help="Output folder of page4d reconstruct.", show_default=False)],
     save: Annotated[Optional[Path], typer.Option(
         "--save", help="Write a Rerun recording (FILE.rrd) instead of opening a viewer.", show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", metavar=FLAG, show_default=OFF, help=(
+    overwrite: Annotated[bool, typer.Option("--overwrite", show_default=OFF, help=(
         "Replace an existing --save file."))] = False,
-    web: Annotated[bool, typer.Option("--web", metavar=FLAG, show_default=OFF, help=(
+    web: Annotated[bool, typer.Option("--web", show_default=OFF, help=(
         "Serve the web viewer (local port) instead of the native one."))] = False,
     max_points: Annotated[int, typer.Option("--max-points", help=(
         "Most points shown per instant (uniform random subsample); 0 = all."))] = DEFAULT_MAX_POINTS,
     web_port: Annotated[Optional[int], typer.Option(
         help="Port of the web viewer (--web).", show_default=str(DEFAULT_WEB_PORT))] = None,
-    no_browser: Annotated[bool, typer.Option("--no-browser", metavar=FLAG, show_default=OFF, help=(
+    no_browser: Annotated[bool, typer.Option("--no-browser", show_default=OFF, help=(
         "With --web: do not open a browser."))] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, show_default=OFF, help="No progress bar.")]
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", show_default=OFF, help="No progress bar.")]
     = False,
 ) -> None:
     """See HELP."""

@@ -17,12 +17,14 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from page4d_cli.commands import summary
 from page4d_cli.weights.catalog import format_size, select
 from page4d_cli.weights.registry import Registry, add_local
 
 app = typer.Typer(
-    help="Fetch pretrained weights from the Hugging Face hub, register local files, list them.",
+    help="\n\n".join([summary("weights"), "Fetch them from the Hugging Face hub, register local files, list them."]),
     no_args_is_help=True,
+    add_completion=False,
 )
 
 
