@@ -13,7 +13,8 @@ the camera head's intrinsics), so patch (r, c) has centre ((c + 0.5) * p, (r + 0
 Fundamental matrix from a to b (x_a pixel -> line in b): F = K_b^-T [t]x R K_a^-1 with
 R = R_b R_a^T, t = t_b - R t_a. A line with (l0, l1) ~ 0 (the query centre is the epipole) penalises
 nothing. Degenerate baseline: camera centres closer than 1e-6 * max(1, |c_a|, |c_b|) leave F undefined;
-the prior is skipped for that pair (no penalty) with a ``warnings.warn``.
+the prior is skipped for that pair (no penalty) with one ``models.errors.NetworkWarning`` per forward
+naming the pairs (``reconstruct`` hands it to its reporter once, see ``pipeline.predict``).
 
 Defaults (``Page4DConfig``): epipolar_penalty = 4.0 logits (weight x e^-4 ~ 0.018: a strong but soft
 prior that coarse or wrong cameras cannot turn into a hard block; the same magnitude as the lambda
@@ -37,6 +38,7 @@ from typing import Optional
 import torch
 
 from models.attention_ops import run_block
+from models.errors import NetworkWarning
 from models.inputs import InputShapeError
 from models.layers.attention import LowRankBias, biased_attention
 from models.layers.block import Block
@@ -121,7 +123,8 @@ class EpipolarPrior:
         if pairs:
             shown = ", ".join(f"(b={b}, t={t}, cams {a}-{c})" for b, t, a, c in pairs[:4] if a < c)
             warnings.warn(f"epipolar prior: {len(pairs) // 2} camera pair(s) share a camera centre (no baseline, "
-                          f"fundamental matrix undefined); prior skipped for them: {shown}", stacklevel=3)
+                          f"fundamental matrix undefined); prior skipped for them: {shown}", NetworkWarning,
+                          stacklevel=3)
         rows, cols = grid
         r, c = torch.meshgrid(torch.arange(rows, dtype=torch.float64), torch.arange(cols, dtype=torch.float64),
                               indexing="ij")

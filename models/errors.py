@@ -7,6 +7,11 @@ round), and it imports nothing heavy, so any module may use it.
 
 Subclasses keep a second, standard base where callers may expect one (``ConfigError`` is also a
 ``ValueError``, ``OutputExistsError`` a ``FileExistsError``), so ``except ValueError`` still works.
+
+Notices that are not errors (the run goes on) leave the network as a ``NetworkWarning`` through
+``warnings.warn``: ``models`` knows no reporter. Where the pipeline runs the network
+(``page4d_cli.pipeline.predict.network_warnings_to``) they are caught and handed, each distinct
+message once, to the reporter (terminal and ``run.json``); other warning categories pass through.
 """
 
 from __future__ import annotations
@@ -32,3 +37,8 @@ class Page4DError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class NetworkWarning(UserWarning):
+    """A one-line notice from the network about its input or how it runs, e.g. an epipolar camera pair
+    without baseline (prior skipped for it) or FlexAttention unavailable (padded path used instead)."""

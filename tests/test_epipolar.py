@@ -10,6 +10,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from models.epipolar import EpipolarPrior, check_cameras, epipolar_view_block
+from models.errors import NetworkWarning
 from models.inputs import InputShapeError
 from models.layers.attention import LowRankBias
 from models.layers.block import Block
@@ -263,7 +264,7 @@ def test_degenerate_baseline_warns_and_skips_that_pair():
     R = torch.linalg.matrix_exp(torch.tensor([[0, -0.3, 0], [0.3, 0, 0], [0, 0, 0]], dtype=torch.float64))
     E[0, 0, 2, :3, :3] = R @ E[0, 0, 0, :3, :3]
     E[0, 0, 2, :3, 3] = R @ E[0, 0, 0, :3, 3]
-    with pytest.warns(UserWarning, match="share a camera centre"):
+    with pytest.warns(NetworkWarning, match="share a camera centre"):
         prior = make_prior(K, E, band=0.5)
     assert not prior.far(0, 0, 0, 2).any() and not prior.far(0, 0, 2, 0).any()
     assert prior.far(0, 0, 0, 1).any() and prior.far(0, 0, 2, 1).any()

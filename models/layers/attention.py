@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.errors import NetworkWarning
+
 
 @dataclass
 class LowRankBias:
@@ -158,8 +160,9 @@ def _flex_on_cuda(q, k, v, scale, bias) -> Optional[torch.Tensor]:
         return flex_biased_attention(q, k, v, scale, bias)
     except Exception as error:  # noqa: BLE001 - any compile/runtime failure falls back to the padded path
         _flex_broken = True
-        warnings.warn(f"FlexAttention unavailable ({type(error).__name__}: {error}); "
-                      f"using padded bias channels instead", stacklevel=3)
+        first_line = (str(error).strip().splitlines() or [""])[0]  # compile errors run to pages
+        warnings.warn(f"FlexAttention unavailable ({type(error).__name__}: {first_line}); "
+                      f"using padded bias channels instead", NetworkWarning, stacklevel=3)
         return None
 
 

@@ -7,11 +7,16 @@ One call is one forward pass over every (t, v) image of the batch (windowing lon
 caller's job, see ``reconstruct``). Progress is reported per stage of the forward pass (encode, each
 aggregator layer, each head) through forward hooks, so the model itself needs no callback argument;
 a model without those sub-modules simply reports less often.
+
+The network speaks to the user only through ``warnings.warn(..., models.errors.NetworkWarning)`` (it
+knows no reporter); ``network_warnings_to(report)`` around the forward passes hands each distinct one,
+as one line, to ``report`` (``reconstruct``'s warnings, the training log).
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import replace
 from typing import Callable, Iterator, Optional
 
@@ -19,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.errors import NetworkWarning, one_line
 from page4d_cli.pipeline.device import DevicePolicy
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
@@ -53,6 +59,31 @@ class NetworkPredictor:
             output = self.model(images, ext_mask=ext_mask)
         output.pop("images", None)  # the input, handed back: not part of the prediction
         return prediction_from_output(output)
+
+
+@contextlib.contextmanager
+def network_warnings_to(report: Callable[[str], None]) -> Iterator[None]:
+    """Inside: each distinct ``NetworkWarning`` goes to ``report`` (one line) once, as it is raised.
+
+    Every other warning is left alone: same filters, shown by the ``warnings.showwarning`` in force
+    before (the terminal, or pytest's recorder). Not thread-safe (nor is ``warnings``).
+    """
+    seen: set[str] = set()
+    with warnings.catch_warnings():  # restores the filters and showwarning on exit
+        passed_on = warnings.showwarning
+        warnings.simplefilter("always", NetworkWarning)  # a repeat must reach us, not a user's filter
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if not issubclass(category, NetworkWarning):
+                passed_on(message, category, filename, lineno, file, line)
+                return
+            text = one_line(message)
+            if text not in seen:
+                seen.add(text)
+                report(text)
+
+        warnings.showwarning = show
+        yield
 
 
 @contextlib.contextmanager

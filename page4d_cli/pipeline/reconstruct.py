@@ -64,7 +64,7 @@ from page4d_cli.pipeline.output_dir import (
     sweep_stale_siblings,
 )
 from page4d_cli.pipeline.output_size import estimate_output_bytes
-from page4d_cli.pipeline.predict import NetworkPredictor, repair_intrinsics
+from page4d_cli.pipeline.predict import NetworkPredictor, network_warnings_to, repair_intrinsics
 from page4d_cli.pipeline.read_clip import read_clip
 from page4d_cli.pipeline.records import build_run_info, write_run_json
 from page4d_cli.pipeline.types import ClipBatch, Prediction, Reporter
@@ -320,8 +320,9 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
     clock = time.perf_counter()
     # The point head's map is only read by --points-from head: skipping it saves a third of the network.
     skip = () if options.points_from == "head" else ("point_head",)
-    prediction, alignments, repaired, stitch_seconds = run_network(NetworkPredictor(model, policy, skip), batch,
-                                                                   windows, reporter)
+    with network_warnings_to(warn):  # the network's NetworkWarnings: once each, to the reporter and run.json
+        prediction, alignments, repaired, stitch_seconds = run_network(NetworkPredictor(model, policy, skip), batch,
+                                                                       windows, reporter)
     if repaired:
         passes = sum(stop - start for start, stop in windows) * num_v
         warn(f"the network predicted a zero field of view (infinite focal length) for {repaired} of the {passes} "

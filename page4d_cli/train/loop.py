@@ -25,6 +25,7 @@ from typing import Callable, Optional
 
 import torch
 
+from page4d_cli.pipeline.predict import network_warnings_to
 from page4d_cli.train import run_folder as rf
 from page4d_cli.train.config import TrainConfig
 from page4d_cli.train.distributed import DistContext, all_ranks, any_rank, barrier, mean_over_ranks, setup, teardown
@@ -88,7 +89,8 @@ def train(cfg: TrainConfig, dataset=None, network=None, resume: bool = False,
     try:
         with _StopFlag() as stop:
             session = open_session(cfg, ctx, dataset, network, resume, log)
-            return _run(cfg, ctx, session, stop, eval_fn, log)
+            with network_warnings_to(lambda message: log(f"warning: {message}")):  # each NetworkWarning once
+                return _run(cfg, ctx, session, stop, eval_fn, log)
     except Exception:
         if session is not None and session.created_dir is not None:
             rf.remove_unfinished_run(session.run, session.created_dir)
