@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import Result
 
 from models.vggt import VGGT
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DATA = Path(__file__).resolve().parent / "data"
+CAMS = REPO / "examples" / "cams"  # the example rig: 4 videos (cam0..cam3), 24 frames of 224 x 168
+# The real network at its tiny preset with seeded random weights: a whole run without any download.
+TINY_RUN = ("--preset", "tiny", "--weights", "random")
 
 
 def shared_path(*parts: str) -> Path:
@@ -28,6 +32,23 @@ def needs_shared(*parts: str) -> pytest.MarkDecorator:
     """A skip mark for tests (or modules) that need ``../shared/<parts>``."""
     path = SHARED.joinpath(*parts)
     return pytest.mark.skipif(not path.exists(), reason=f"{path} not available (only in the project's workspace)")
+
+
+def reconstruct_cli(*args: object) -> Result:
+    """``page4d reconstruct ARGS`` run in-process (Typer's CliRunner); paths and numbers are passed as text."""
+    from typer.testing import CliRunner
+
+    from page4d_cli.main import app
+
+    return CliRunner().invoke(app, ["reconstruct", *map(str, args)])
+
+
+def tiny_run(source: Path, out: Path, *args: object) -> dict:
+    """``page4d reconstruct SOURCE --preset tiny --weights random --no-preview ARGS --out OUT``: the whole
+    pipeline, quickly. Fails the test with the command's output unless it succeeded; returns run.json."""
+    result = reconstruct_cli(source, *TINY_RUN, "--no-preview", *args, "--out", out)
+    assert result.exit_code == 0, result.output
+    return json.loads((Path(out) / "run.json").read_text())
 
 
 def reference_keys(name: str) -> dict:

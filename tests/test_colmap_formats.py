@@ -8,19 +8,10 @@ import struct
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from page4d_cli.main import app
-from tests.helpers import REPO
+from tests.helpers import CAMS, TINY_RUN, reconstruct_cli, tiny_run
 
-CAMS = REPO / "examples" / "cams"
-RUN = ["--frames", "2", "--preset", "tiny", "--weights", "random", "--size", "70", "--no-preview", "--colmap",
-       "--colmap-frame", "1"]
-
-
-@pytest.fixture(autouse=True)
-def empty_weights_home(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path_factory.mktemp("page4d_home")))
+RUN = ["--frames", 2, "--size", 70, "--colmap", "--colmap-frame", 1]
 
 
 def read_binary_model(sparse):
@@ -81,9 +72,7 @@ def test_binary_model_equals_the_text_model_and_the_cap_is_settable(tmp_path):
     outs = {}
     for fmt in ("text", "bin"):
         outs[fmt] = tmp_path / fmt
-        result = CliRunner().invoke(app, ["reconstruct", str(CAMS), *RUN, "--colmap-format", fmt,
-                                          "--colmap-max-points", "300", "--out", str(outs[fmt])])
-        assert result.exit_code == 0, result.output
+        tiny_run(CAMS, outs[fmt], *RUN, "--colmap-format", fmt, "--colmap-max-points", 300)
     text_sparse, bin_sparse = outs["text"] / "colmap" / "sparse" / "0", outs["bin"] / "colmap" / "sparse" / "0"
     assert sorted(p.name for p in bin_sparse.iterdir()) == ["cameras.bin", "images.bin", "points3D.bin",
                                                             "points3D.ply"]
@@ -110,7 +99,6 @@ def test_binary_model_equals_the_text_model_and_the_cap_is_settable(tmp_path):
 def test_bad_colmap_options_fail_before_reading(tmp_path):
     for args, named in ((["--colmap-format", "json"], "--colmap-format"), (["--colmap-max-points", "-1"],
                                                                               "--colmap-max-points")):
-        result = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "missing"), *RUN, *args,
-                                          "--out", str(tmp_path / "out")])
+        result = reconstruct_cli(tmp_path / "missing", *TINY_RUN, "--no-preview", *RUN, *args, "--out", tmp_path / "out")
         assert result.exit_code != 0 and named in result.output, result.output
         assert not (tmp_path / "out").exists()

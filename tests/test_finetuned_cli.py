@@ -12,15 +12,9 @@ from typer.testing import CliRunner
 from models.loading import load_model
 from page4d_cli.main import app
 from tests.finetuned_runs import write_run
-from tests.helpers import REPO
+from tests.helpers import CAMS
 
-CAMS = REPO / "examples" / "cams"
 SMALL_RUN = ["--preset", "tiny", "--frames", "2", "--size", "56", "--quiet"]
-
-
-@pytest.fixture(autouse=True)
-def empty_weights_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path / "page4d_home"))
 
 
 @pytest.fixture

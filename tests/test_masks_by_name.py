@@ -11,21 +11,12 @@ import json
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from page4d_cli.main import app
 from page4d_cli.pipeline.errors import InputError
 from page4d_cli.pipeline.preprocess import resize_mask
 from page4d_cli.pipeline.read_clip import read_clip
-from tests.helpers import REPO
+from tests.helpers import CAMS, tiny_run
 from tests.test_pipeline_reading import square_mask, video_rig, write_image_folder
-
-CAMS = REPO / "examples" / "cams"
-
-
-@pytest.fixture(autouse=True)
-def empty_weights_home(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path_factory.mktemp("page4d_home")))
 
 
 def write_masks(folder, numbers, name=lambda i: f"{i:03d}.png"):
@@ -78,9 +69,7 @@ def test_image_folder_cameras_match_masks_by_frame_stem(tmp_path):
 @pytest.mark.slow
 def test_a_runs_masks_folder_can_be_fed_back(tmp_path):
     first = tmp_path / "first"
-    result = CliRunner().invoke(app, ["reconstruct", str(CAMS), "--frames", "3", "--preset", "tiny", "--weights",
-                                      "random", "--size", "70", "--no-preview", "--out", str(first)])
-    assert result.exit_code == 0, result.output
+    tiny_run(CAMS, first, "--frames", 3, "--size", 70)
     cameras = json.loads((first / "cameras.json").read_text())["cameras"]
     assert sorted(p.name for p in (first / "masks").iterdir()) == [camera["dir"] for camera in cameras]
 
@@ -94,11 +83,8 @@ def test_a_runs_masks_folder_can_be_fed_back(tmp_path):
 
     # The same folder through the CLI; a frame the first run did not sample is named as missing.
     second = tmp_path / "second"
-    result = CliRunner().invoke(app, ["reconstruct", str(CAMS), "--frames", "3", "--preset", "tiny", "--weights",
-                                      "random", "--size", "70", "--no-preview", "--masks", str(first / "masks"),
-                                      "--out", str(second)])
-    assert result.exit_code == 0, result.output
-    assert json.loads((second / "run.json").read_text())["input"]["masks"]["source"] == "external"
+    run = tiny_run(CAMS, second, "--frames", 3, "--size", 70, "--masks", first / "masks")
+    assert run["input"]["masks"]["source"] == "external"
     with pytest.raises(InputError) as error:
         read_clip(CAMS, frames=4, size=70, masks_dir=first / "masks")
     kept = [frame["source_frame"] for frame in cameras[0]["frames"]]

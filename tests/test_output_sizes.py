@@ -3,33 +3,19 @@ camera narrower than the network's 518 pixels unless asked."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import open3d as o3d
 import pytest
-from typer.testing import CliRunner
 
-from page4d_cli.main import app
 from page4d_cli.pipeline.read_clip import read_clip
-from tests.helpers import REPO
+from tests.helpers import CAMS, tiny_run
 from tests.test_pipeline_reading import video_rig
-
-CAMS = REPO / "examples" / "cams"  # 224 x 168
-
-
-@pytest.fixture(autouse=True)
-def empty_weights_home(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path_factory.mktemp("page4d_home")))
 
 
 @pytest.mark.slow
 def test_smoke_run_keeps_the_input_size_and_writes_float32_ply(tmp_path):
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["reconstruct", str(CAMS), "--frames", "2", "--preset", "tiny", "--weights",
-                                      "random", "--no-preview", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    run = json.loads((out / "run.json").read_text())
+    run = tiny_run(CAMS, out, "--frames", 2)  # CAMS are 224 x 168
     assert run["input"]["network_size"] == [224, 168]  # not upsampled to 518 x 392
     ply = out / "points" / "frame_0000.ply"
     data = ply.read_bytes()

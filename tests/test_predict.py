@@ -8,9 +8,7 @@ import torch
 from page4d_cli.pipeline import predict
 from page4d_cli.pipeline.device import select_device
 from page4d_cli.pipeline.read_clip import read_clip
-from tests.helpers import REPO, tiny_model
-
-CAMS = REPO / "examples" / "cams"
+from tests.helpers import CAMS, tiny_model
 
 
 def test_prediction_from_output_converts_layouts():

@@ -12,16 +12,10 @@ from typer.testing import CliRunner
 
 from page4d_cli.main import app
 from page4d_cli.pipeline.reconstruct import ReconstructOptions, reconstruct
-from tests.helpers import REPO
+from tests.helpers import CAMS, TINY_RUN, reconstruct_cli, tiny_run
 from tests.preview_fixtures import read_recording
 
-CAMS = REPO / "examples" / "cams"
 TINY = {"frames": 2, "size": 56, "preset": "tiny", "weights": "random"}
-
-
-@pytest.fixture(autouse=True)
-def empty_weights_home(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path_factory.mktemp("page4d_home")))
 
 
 @pytest.mark.slow
@@ -53,11 +47,8 @@ def test_previews_are_part_of_the_output_and_listed_in_run_json(tmp_path):
 @pytest.mark.slow
 def test_no_preview_writes_none(tmp_path):
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["reconstruct", str(CAMS), "--frames", "2", "--size", "56", "--preset", "tiny",
-                                      "--weights", "random", "--no-preview", "--out", str(out), "-q"])
-    assert result.exit_code == 0, result.output
+    run = tiny_run(CAMS, out, "--frames", 2, "--size", 56, "-q")
     assert not (out / "preview").exists()
-    run = json.loads((out / "run.json").read_text())
     assert "preview" not in run["export"] and "--no-preview" in run["command_line"]
 
 
@@ -67,8 +58,7 @@ def test_view_without_a_display_fails_before_the_run(tmp_path, monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["reconstruct", str(CAMS), "--frames", "2", "--size", "56", "--preset", "tiny",
-                                      "--weights", "random", "--view", "--out", str(out)])
+    result = reconstruct_cli(CAMS, "--frames", 2, "--size", 56, *TINY_RUN, "--view", "--out", out)
     assert result.exit_code == 1
     assert "no display found" in result.output and not out.exists()
 
@@ -76,7 +66,6 @@ def test_view_without_a_display_fails_before_the_run(tmp_path, monkeypatch):
 def test_view_without_rerun_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "rerun", None)
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["reconstruct", str(CAMS), "--frames", "2", "--size", "56", "--preset", "tiny",
-                                      "--weights", "random", "--view", "--out", str(out)])
+    result = reconstruct_cli(CAMS, "--frames", 2, "--size", 56, *TINY_RUN, "--view", "--out", out)
     assert result.exit_code == 1
     assert "pip install 'page4d[view]'" in result.output and not out.exists()

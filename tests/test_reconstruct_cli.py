@@ -15,29 +15,16 @@ import numpy as np
 import open3d as o3d
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from page4d_cli.data import read_gt_clip
-from page4d_cli.main import app
 from page4d_cli.pipeline import predict
 from page4d_cli.pipeline.preprocess import resize_mask
 from page4d_cli.pipeline.reconstruct import ReconstructOptions, reconstruct
 from page4d_cli.pipeline.records import RUN_REQUIRED, validate_cameras_json
 from page4d_cli.pipeline.types import ImageTransform
-from tests.helpers import REPO, shared_path
+from tests.helpers import CAMS, TINY_RUN, reconstruct_cli, shared_path
 
-CAMS = REPO / "examples" / "cams"
-TINY_RUN = ["--preset", "tiny", "--weights", "random", "--size", "70"]
-
-
-@pytest.fixture(autouse=True)
-def empty_weights_home(tmp_path_factory, monkeypatch):
-    """No test may see the user's weights registry: PAGE4D_HOME points at an empty folder."""
-    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path_factory.mktemp("page4d_home")))
-
-
-def run_cli(*args: str):
-    return CliRunner().invoke(app, ["reconstruct", *map(str, args)])
+TINY_70PX = [*TINY_RUN, "--size", 70]
 
 
 def leftovers(parent: Path) -> list[str]:
@@ -68,8 +55,8 @@ def cli_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PAGE4D_HOME", str(home))
-        result = run_cli(CAMS, "--frames", T_CLI, "--size", 112, "--preset", "tiny", "--weights", "random",
-                         "--masks", masks, "--confidence", "--colmap", "--colmap-frame", 1, "--out", out)
+        result = reconstruct_cli(CAMS, "--frames", T_CLI, "--size", 112, *TINY_RUN, "--masks", masks, "--confidence",
+                                 "--colmap", "--colmap-frame", 1, "--out", out)
     return result, out, masks
 
 
@@ -186,7 +173,7 @@ def test_long_clip_runs_in_stitched_windows(tmp_path):
 
 
 def test_too_few_images_per_pass_for_the_overlap_is_an_input_error(tmp_path):
-    result = run_cli(CAMS, *TINY_RUN, "--frames", 6, "--max-images-per-pass", 8, "--out", tmp_path / "o")
+    result = reconstruct_cli(CAMS, *TINY_70PX, "--frames", 6, "--max-images-per-pass", 8, "--out", tmp_path / "o")
     assert result.exit_code == 1
     assert "--max-images-per-pass 8" in result.stderr and "at least 12" in result.stderr
     assert not (tmp_path / "o").exists()
@@ -200,7 +187,7 @@ def test_synthetic_pi3_weights_write_provenance(tmp_path):
 
     pi3 = write_synthetic(tmp_path / "pi3.safetensors", "pi3", **TINY)
     out = tmp_path / "o"
-    result = run_cli(CAMS, "--preset", "tiny", "--pi3", pi3, "--frames", 2, "--size", 70, "--out", out, "-q")
+    result = reconstruct_cli(CAMS, "--preset", "tiny", "--pi3", pi3, "--frames", 2, "--size", 70, "--out", out, "-q")
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == ""  # --quiet: no summary
     run = json.loads((out / "run.json").read_text())
@@ -217,7 +204,7 @@ def test_single_camera_runs_with_a_notice(tmp_path):
     clip.mkdir()
     shutil.copy(CAMS / "cam2.mp4", clip / "cam2.mp4")
     out = tmp_path / "o"
-    result = run_cli(clip, *TINY_RUN, "--frames", 3, "--out", out)
+    result = reconstruct_cli(clip, *TINY_70PX, "--frames", 3, "--out", out)
     assert result.exit_code == 0, result.output
     assert "only one camera (cam2)" in result.stderr
     assert sorted(p.name for p in (out / "depth").iterdir()) == ["cam00"]
@@ -227,13 +214,13 @@ def test_single_camera_runs_with_a_notice(tmp_path):
 @pytest.mark.slow
 def test_default_output_folder_and_overwrite(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = run_cli(CAMS, *TINY_RUN, "--frames", 2, "-q")
+    first = reconstruct_cli(CAMS, *TINY_70PX, "--frames", 2, "-q")
     assert first.exit_code == 0, first.output
     out = tmp_path / "page4d_out" / "cams"
     assert json.loads((out / "run.json").read_text())["input"]["masks"] is None
-    again = run_cli(CAMS, *TINY_RUN, "--frames", 2, "-q")
+    again = reconstruct_cli(CAMS, *TINY_70PX, "--frames", 2, "-q")
     assert again.exit_code == 1 and "--overwrite" in again.stderr
-    replaced = run_cli(CAMS, *TINY_RUN, "--frames", 2, "--auto-masks", "--overwrite", "-q")
+    replaced = reconstruct_cli(CAMS, *TINY_70PX, "--frames", 2, "--auto-masks", "--overwrite", "-q")
     assert replaced.exit_code == 0, replaced.output
     assert json.loads((out / "run.json").read_text())["input"]["masks"]["source"] == "auto"
     assert sorted(p.name for p in out.parent.iterdir()) == ["cams"]  # no temporary or old folders left
@@ -246,8 +233,7 @@ def test_default_output_folder_and_overwrite(tmp_path, monkeypatch):
 def test_real_dexycb_clip_with_external_masks(tmp_path):
     clip = shared_path("data", "dexycb-4view")
     out = tmp_path / "dexycb"
-    result = run_cli(clip, "--preset", "tiny", "--weights", "random", "--size", 56, "--masks", clip / "masks",
-                     "--out", out, "-q")
+    result = reconstruct_cli(clip, *TINY_RUN, "--size", 56, "--masks", clip / "masks", "--out", out, "-q")
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
     assert [c["name"] for c in run["input"]["cameras"]] == ["cam0", "cam1", "cam2", "cam3"]
@@ -277,16 +263,16 @@ def empty_folder(tmp_path: Path) -> Path:
 
 
 BAD_INPUTS = {
-    "missing folder": (lambda tmp: [tmp / "nope", *TINY_RUN], "camera folder not found"),
-    "empty folder": (lambda tmp: [empty_folder(tmp), *TINY_RUN], "no cameras found"),
-    "corrupt video": (lambda tmp: [corrupt_copy(tmp), *TINY_RUN], "cam1.mp4: cannot open the video"),
-    "too many frames": (lambda tmp: [CAMS, *TINY_RUN, "--frames", 99], "--frames 99: only 24 frames"),
+    "missing folder": (lambda tmp: [tmp / "nope", *TINY_70PX], "camera folder not found"),
+    "empty folder": (lambda tmp: [empty_folder(tmp), *TINY_70PX], "no cameras found"),
+    "corrupt video": (lambda tmp: [corrupt_copy(tmp), *TINY_70PX], "cam1.mp4: cannot open the video"),
+    "too many frames": (lambda tmp: [CAMS, *TINY_70PX, "--frames", 99], "--frames 99: only 24 frames"),
     "no weights": (lambda tmp: [CAMS, "--preset", "tiny", "--size", 70], "page4d weights fetch"),
-    "both confidence filters": (lambda tmp: [CAMS, *TINY_RUN, "--conf-percentile", 5, "--conf-threshold", 2],
+    "both confidence filters": (lambda tmp: [CAMS, *TINY_70PX, "--conf-percentile", 5, "--conf-threshold", 2],
                                 "choose one"),
-    "colmap instant out of range": (lambda tmp: [CAMS, *TINY_RUN, "--frames", 2, "--colmap", "--colmap-frame", 5],
+    "colmap instant out of range": (lambda tmp: [CAMS, *TINY_70PX, "--frames", 2, "--colmap", "--colmap-frame", 5],
                                     "--colmap-frame 5"),
-    "bad network width": (lambda tmp: [CAMS, *TINY_RUN, "--size", 100], "--size 100"),
+    "bad network width": (lambda tmp: [CAMS, *TINY_70PX, "--size", 100], "--size 100"),
 }
 
 
@@ -294,7 +280,7 @@ BAD_INPUTS = {
 def test_bad_input_gives_one_line_and_no_output(case, tmp_path):
     make_args, expected = BAD_INPUTS[case]
     out = tmp_path / "outputs" / "recon"
-    result = run_cli(*make_args(tmp_path), "--out", out)
+    result = reconstruct_cli(*make_args(tmp_path), "--out", out)
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)  # handled: no traceback
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -311,7 +297,7 @@ def test_existing_output_is_refused_before_any_work(tmp_path, monkeypatch):
     (out / "keep.txt").write_text("mine")
     monkeypatch.setattr("page4d_cli.pipeline.reconstruct.read_clip",
                         lambda *a, **k: pytest.fail("read the clip despite an existing output folder"))
-    result = run_cli(CAMS, *TINY_RUN, "--out", out)
+    result = reconstruct_cli(CAMS, *TINY_70PX, "--out", out)
     assert result.exit_code == 1
     assert result.stderr.startswith("error:") and "--overwrite" in result.stderr and len(result.stderr.splitlines()) == 1
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -321,14 +307,14 @@ def test_exr_without_codec_fails_before_reading(tmp_path, monkeypatch):
     monkeypatch.setattr(cv2, "haveImageWriter", lambda ext: ext.lower() != ".exr")
     monkeypatch.setattr("page4d_cli.pipeline.reconstruct.read_clip",
                         lambda *a, **k: pytest.fail("read the clip although EXR cannot be written"))
-    result = run_cli(CAMS, *TINY_RUN, "--depth-format", "exr", "--out", tmp_path / "o")
+    result = reconstruct_cli(CAMS, *TINY_70PX, "--depth-format", "exr", "--out", tmp_path / "o")
     assert result.exit_code == 1 and "--depth-format exr" in result.stderr and "npy" in result.stderr
 
 
 def test_device_that_does_not_exist_is_an_input_error(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    result = run_cli(CAMS, *TINY_RUN, "--device", "cuda:0", "--out", tmp_path / "o")
+    result = reconstruct_cli(CAMS, *TINY_70PX, "--device", "cuda:0", "--out", tmp_path / "o")
     assert result.exit_code == 1 and "CUDA is not available" in result.stderr
 
 
@@ -341,7 +327,7 @@ def test_ctrl_c_during_the_network_exits_130_without_output(tmp_path, monkeypatc
 
     monkeypatch.setattr(predict.NetworkPredictor, "__call__", interrupted)
     out = tmp_path / "outputs" / "recon"
-    result = run_cli(CAMS, *TINY_RUN, "--frames", 2, "--out", out)
+    result = reconstruct_cli(CAMS, *TINY_70PX, "--frames", 2, "--out", out)
     assert result.exit_code == 130
     assert "interrupted" in result.stderr
     assert not out.exists() and leftovers(out.parent) == []
@@ -360,7 +346,7 @@ def test_ctrl_c_while_writing_removes_the_half_written_folder(tmp_path, monkeypa
 
     monkeypatch.setattr(module, "export_reconstruction", export_then_interrupt)
     out = tmp_path / "outputs" / "recon"
-    result = run_cli(CAMS, *TINY_RUN, "--frames", 2, "--out", out)
+    result = reconstruct_cli(CAMS, *TINY_70PX, "--frames", 2, "--out", out)
     assert result.exit_code == 130
     assert seen and "cameras.json" in seen[0]  # files had been written ...
     assert not out.exists() and leftovers(out.parent) == []  # ... and are gone

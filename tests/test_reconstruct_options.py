@@ -17,19 +17,9 @@ from page4d_cli.main import app
 from page4d_cli.pipeline import options as opt
 from page4d_cli.pipeline.errors import InputError
 from page4d_cli.pipeline.reconstruct import ReconstructOptions, reconstruct
-from tests.helpers import REPO
+from tests.helpers import CAMS, TINY_RUN, reconstruct_cli
 
-CAMS = REPO / "examples" / "cams"
-TINY = ["--preset", "tiny", "--weights", "random", "--size", "70", "--frames", "2"]
-
-
-@pytest.fixture(autouse=True)
-def empty_weights_home(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path_factory.mktemp("page4d_home")))
-
-
-def run_cli(*args):
-    return CliRunner().invoke(app, ["reconstruct", *map(str, args)])
+TINY = [*TINY_RUN, "--size", 70, "--frames", 2]
 
 
 def test_the_command_line_takes_its_defaults_and_choices_from_options_py():
@@ -81,7 +71,7 @@ def test_every_option_is_checked_when_the_options_are_made(field, value, words):
 def test_a_bad_voxel_is_rejected_before_reading(tmp_path, monkeypatch):
     monkeypatch.setattr("page4d_cli.pipeline.reconstruct.read_clip",
                         lambda *a, **k: pytest.fail("the clip was read although --voxel is invalid"))
-    result = run_cli(CAMS, *TINY, "--voxel", -0.5, "--out", tmp_path / "o")
+    result = reconstruct_cli(CAMS, *TINY, "--voxel", -0.5, "--out", tmp_path / "o")
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "--voxel -0.5: must be > 0" in lines[0], result.stderr
@@ -89,7 +79,7 @@ def test_a_bad_voxel_is_rejected_before_reading(tmp_path, monkeypatch):
 
 
 def test_frames_all_and_a_typo(tmp_path):
-    result = run_cli(CAMS, *TINY[:-2], "--frames", "lots", "--out", tmp_path / "o")
+    result = reconstruct_cli(CAMS, *TINY[:-2], "--frames", "lots", "--out", tmp_path / "o")
     assert result.exit_code == 1 and "--frames lots: give a number of instants" in result.stderr
     assert opt.parse_frames("all") is None and opt.parse_frames("7") == 7 and opt.format_frames(None) == "all"
 

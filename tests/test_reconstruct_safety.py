@@ -24,20 +24,10 @@ import pytest
 from typer.testing import CliRunner
 
 from page4d_cli.main import app
-from tests.helpers import REPO
+from tests.helpers import CAMS, REPO, TINY_RUN, reconstruct_cli
 
-CAMS = REPO / "examples" / "cams"
-TINY = ["--preset", "tiny", "--weights", "random", "--size", "70", "--frames", "2"]
+TINY = [*TINY_RUN, "--size", 70, "--frames", 2]
 DRIVER = REPO / "tests" / "reconstruct_driver.py"
-
-
-@pytest.fixture(autouse=True)
-def empty_weights_home(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path_factory.mktemp("page4d_home")))
-
-
-def run_cli(*args):
-    return CliRunner().invoke(app, ["reconstruct", *map(str, args)])
 
 
 def error_lines(result) -> list[str]:
@@ -109,7 +99,7 @@ def test_overwrite_replaces_only_page4d_outputs(case, tmp_path, monkeypatch):
         monkeypatch.chdir(out)
     before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     no_work(monkeypatch)
-    result = run_cli(clip, *TINY, "--out", out, "--overwrite")
+    result = reconstruct_cli(clip, *TINY, "--out", out, "--overwrite")
     assert result.exit_code == 1, result.output
     lines = error_lines(result)
     assert len(lines) == 1 and expected in lines[0] and "--overwrite" in lines[0], result.stderr
@@ -130,7 +120,7 @@ def test_interrupted_overwrite_keeps_the_previous_output(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "export_reconstruction", export_then_interrupt)
-    result = run_cli(CAMS, *TINY, "--out", out, "--overwrite")
+    result = reconstruct_cli(CAMS, *TINY, "--out", out, "--overwrite")
     assert result.exit_code == 130
     assert error_lines(result) == ["error: interrupted (Ctrl-C); no output was written (an existing output "
                                    "folder is unchanged)"]
@@ -143,7 +133,7 @@ def test_interrupted_overwrite_keeps_the_previous_output(tmp_path, monkeypatch):
 
 def test_unwritable_out_fails_before_reading(tmp_path, monkeypatch):
     no_work(monkeypatch)
-    result = run_cli(CAMS, *TINY, "--out", "/proc/page4d_out")
+    result = reconstruct_cli(CAMS, *TINY, "--out", "/proc/page4d_out")
     assert result.exit_code == 1
     lines = error_lines(result)
     assert len(lines) == 1 and "/proc/page4d_out" in lines[0] and "cannot create folders" in lines[0]
@@ -153,7 +143,7 @@ def test_unwritable_out_fails_before_reading(tmp_path, monkeypatch):
 def test_read_only_mount_fails_before_reading(tmp_path, monkeypatch):
     with tmpfs(tmp_path / "ro", "1m", "ro") as mount:
         no_work(monkeypatch)
-        result = run_cli(CAMS, *TINY, "--out", mount / "recon")
+        result = reconstruct_cli(CAMS, *TINY, "--out", mount / "recon")
         assert result.exit_code == 1
         lines = error_lines(result)
         assert len(lines) == 1 and "cannot create folders" in lines[0] and "Read-only" in lines[0], result.stderr
@@ -163,7 +153,7 @@ def test_read_only_mount_fails_before_reading(tmp_path, monkeypatch):
 def test_too_little_free_space_fails_before_the_network(tmp_path, monkeypatch):
     with tmpfs(tmp_path / "small", "512k") as mount:
         no_network(monkeypatch)
-        result = run_cli(CAMS, *TINY, "--out", mount / "recon")
+        result = reconstruct_cli(CAMS, *TINY, "--out", mount / "recon")
         assert result.exit_code == 1
         lines = error_lines(result)
         assert len(lines) == 1 and "needs about" in lines[0] and "free" in lines[0], result.stderr
@@ -187,7 +177,7 @@ def test_disk_filling_up_while_writing_is_one_line(tmp_path, monkeypatch):
             return real_export(tmp, *args, **kwargs)
 
         monkeypatch.setattr(pipeline, "export_reconstruction", another_process_fills_the_disk)
-        result = run_cli(CAMS, *TINY, "--out", mount / "recon")
+        result = reconstruct_cli(CAMS, *TINY, "--out", mount / "recon")
         assert result.exit_code == 1
         assert "Traceback" not in result.output and "RPly" not in result.output and "libpng" not in result.output
         lines = error_lines(result)
@@ -208,7 +198,7 @@ def test_a_writer_failing_without_errno_on_a_full_disk_is_disk_full(tmp_path, mo
             raise RuntimeError("ffmpeg: [Errno 32] Broken pipe")
 
         monkeypatch.setattr(pipeline, "export_reconstruction", fill_then_fail)
-        result = run_cli(CAMS, *TINY, "--out", mount / "recon")
+        result = reconstruct_cli(CAMS, *TINY, "--out", mount / "recon")
         assert result.exit_code == 1
         lines = error_lines(result)
         assert len(lines) == 1 and "disk full" in lines[0], result.stderr
@@ -220,7 +210,7 @@ def test_an_image_that_cannot_be_encoded_is_an_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cv2, "imencode", lambda ext, image, *a: (False, None))
     out = tmp_path / "recon"
-    result = run_cli(CAMS, *TINY, "--out", out)
+    result = reconstruct_cli(CAMS, *TINY, "--out", out)
     assert result.exit_code == 1
     lines = error_lines(result)
     assert len(lines) == 1 and "could not encode" in lines[0] and "frame_0000.png" in lines[0], result.stderr
@@ -284,7 +274,7 @@ def test_stale_temporary_folders_are_removed_or_reported(tmp_path):
     other = tmp_path / ".other.tmp-999999999-abcd1234"  # another target's: not ours to judge
     for folder in (dead, alive, other):
         (folder / "points").mkdir(parents=True)
-    result = run_cli(CAMS, *TINY, "--out", out, "-q")
+    result = reconstruct_cli(CAMS, *TINY, "--out", out, "-q")
     assert result.exit_code == 0, result.output
     assert not dead.exists() and alive.exists() and other.exists()
     assert f"removed {dead}" in result.stderr
@@ -296,7 +286,7 @@ def test_an_overwrite_killed_between_its_renames_gets_the_previous_output_back(t
     out = tmp_path / "recon"
     moved_aside = fake_page4d_output(tmp_path / ".recon.old-999999999-abcd1234")  # no such process
     (moved_aside / "thesis.txt").write_text("keep")
-    result = run_cli(CAMS, *TINY, "--out", out, "-q")
+    result = reconstruct_cli(CAMS, *TINY, "--out", out, "-q")
     assert result.exit_code == 1 and "already exists; pass --overwrite" in result.stderr  # it is back
     assert (out / "thesis.txt").read_text() == "keep" and not moved_aside.exists()
     assert f"restored {out}" in result.stderr
@@ -309,7 +299,7 @@ def test_output_folders_follow_the_umask(tmp_path):
     out = tmp_path / "new" / "recon"
     previous = os.umask(0o027)
     try:
-        result = run_cli(CAMS, *TINY, "--out", out, "-q")
+        result = reconstruct_cli(CAMS, *TINY, "--out", out, "-q")
     finally:
         os.umask(previous)
     assert result.exit_code == 0, result.output
@@ -322,7 +312,7 @@ def test_output_folders_follow_the_umask(tmp_path):
 
 
 def test_progress_lines_without_a_terminal(tmp_path):
-    result = run_cli(CAMS, *TINY, "--frames", 3, "--max-images-per-pass", 8, "--overlap", 1, "--out", tmp_path / "o")
+    result = reconstruct_cli(CAMS, *TINY, "--frames", 3, "--max-images-per-pass", 8, "--overlap", 1, "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if line.startswith("page4d: ")]
     assert any(line.startswith("page4d: decoding done") and "elapsed" in line for line in lines), lines
@@ -339,7 +329,7 @@ def test_progress_lines_without_a_terminal(tmp_path):
 
 def test_a_confidence_threshold_that_keeps_nothing_is_a_warning(tmp_path):
     out = tmp_path / "o"
-    result = run_cli(CAMS, *TINY, "--conf-threshold", 1e9, "--out", out)
+    result = reconstruct_cli(CAMS, *TINY, "--conf-threshold", 1e9, "--out", out)
     assert result.exit_code == 0, result.output
     assert "warning: all 2 point clouds are empty: --conf-threshold 1e+09 filtered every point" in result.stderr
     run = json.loads((out / "run.json").read_text())
@@ -349,7 +339,7 @@ def test_a_confidence_threshold_that_keeps_nothing_is_a_warning(tmp_path):
 
 def test_auto_masks_that_find_nothing_are_a_warning_and_are_written(tmp_path):
     out = tmp_path / "o"
-    result = run_cli(CAMS, *TINY, "--frames", 1, "--auto-masks", "--out", out)
+    result = reconstruct_cli(CAMS, *TINY, "--frames", 1, "--auto-masks", "--out", out)
     assert result.exit_code == 0, result.output
     assert "warning: --auto-masks found no moving pixels in 1 instant" in result.stderr
     assert any("--auto-masks found no moving pixels" in w for w in json.loads((out / "run.json").read_text())["warnings"])
@@ -363,7 +353,7 @@ def test_auto_masks_that_find_nothing_are_a_warning_and_are_written(tmp_path):
 def test_reencode_advice_writes_outside_the_clip_folder(tmp_path):
     clip = clip_copy(tmp_path)
     (clip / "cam1.mp4").write_bytes(b"\0" * 4096)
-    result = run_cli(clip, *TINY, "--out", tmp_path / "o")
+    result = reconstruct_cli(clip, *TINY, "--out", tmp_path / "o")
     assert result.exit_code == 1
     (line,) = error_lines(result)
     fixed = line.split("libx264 ")[1].split(" ")[0]
@@ -378,7 +368,7 @@ def test_frames_error_names_the_short_camera(tmp_path):
         (clip / f"cam{v}").mkdir(parents=True)
         for t in range(count):
             cv2.imwrite(str(clip / f"cam{v}" / f"{t:03d}.png"), np.full((28, 42, 3), 40 * t, np.uint8))
-    result = run_cli(clip, *TINY[:-2], "--frames", 5, "--out", tmp_path / "o")
+    result = reconstruct_cli(clip, *TINY[:-2], "--frames", 5, "--out", tmp_path / "o")
     assert result.exit_code == 1
     (line,) = error_lines(result)
     assert "--frames 5" in line and "cam2 is the shortest with 4 frames" in line
@@ -388,14 +378,14 @@ def test_masks_path_that_is_a_file_says_so(tmp_path, monkeypatch):
     masks = tmp_path / "masks.png"
     masks.write_bytes(b"not a folder")
     no_work(monkeypatch)
-    result = run_cli(CAMS, *TINY, "--masks", masks, "--out", tmp_path / "o")
+    result = reconstruct_cli(CAMS, *TINY, "--masks", masks, "--out", tmp_path / "o")
     assert result.exit_code == 1
     (line,) = error_lines(result)
     assert "masks.png: is a file, not a masks folder" in line
 
 
 def test_one_instant_is_singular(tmp_path):
-    result = run_cli(CAMS, *TINY, "--frames", 1, "--out", tmp_path / "o")
+    result = reconstruct_cli(CAMS, *TINY, "--frames", 1, "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
     assert "1 instant x 4 cameras" in result.stdout and "1 network pass" in result.stdout
 

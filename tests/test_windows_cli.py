@@ -7,27 +7,14 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from page4d_cli.main import app
-from tests.helpers import REPO
-
-CAMS = REPO / "examples" / "cams"
-
-
-@pytest.fixture(autouse=True)
-def empty_weights_home(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path_factory.mktemp("page4d_home")))
+from tests.helpers import CAMS, tiny_run
 
 
 @pytest.mark.slow
 def test_windows_repeat_only_the_overlap_and_stitch_into_one_clip(tmp_path):
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["reconstruct", str(CAMS), "--frames", "8", "--preset", "tiny", "--weights",
-                                      "random", "--size", "42", "--max-images-per-pass", "12", "--overlap", "1",
-                                      "--no-preview", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    run = json.loads((out / "run.json").read_text())
+    run = tiny_run(CAMS, out, "--frames", 8, "--size", 42, "--max-images-per-pass", 12, "--overlap", 1)
     windows = run["network"]["windows"]
     # 3 instants per pass (12 images / 4 cameras), overlap 1: ceil(7 / 2) = 4 windows over 8 + 3 instants.
     assert windows == [[0, 3], [2, 5], [4, 7], [6, 8]]

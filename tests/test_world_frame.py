@@ -12,20 +12,12 @@ import json
 import numpy as np
 import open3d as o3d
 import pytest
-from typer.testing import CliRunner
 
-from page4d_cli.main import app
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 from page4d_cli.pipeline.world_frame import rebase_on_reference, to_input_order
-from tests.helpers import REPO
+from tests.helpers import CAMS, tiny_run
 
-CAMS = REPO / "examples" / "cams"
 IDENTITY = np.eye(4).tolist()
-
-
-@pytest.fixture(autouse=True)
-def empty_weights_home(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path_factory.mktemp("page4d_home")))
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +25,8 @@ def ref_cam2_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("world") / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PAGE4D_HOME", str(tmp_path_factory.mktemp("home")))
-        result = CliRunner().invoke(app, ["reconstruct", str(CAMS), "--frames", "3", "--preset", "tiny",
-                                          "--weights", "random", "--size", "70", "--ref-camera", "cam2", "--colmap",
-                                          "--depth-format", "npy", "--conf-percentile", "0", "--no-edge-filter",
-                                          "--no-preview", "--out", str(out)])
-    assert result.exit_code == 0, result.output
+        tiny_run(CAMS, out, "--frames", 3, "--size", 70, "--ref-camera", "cam2", "--colmap", "--depth-format", "npy",
+                 "--conf-percentile", 0, "--no-edge-filter")
     return out
 
 
