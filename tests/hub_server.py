@@ -40,7 +40,9 @@ class FakeFile:
 
     ``reported_size`` / ``etag`` override what HEAD announces (defaults: the real length and
     sha256), to simulate a hub whose metadata does not match the bytes. ``drop_after``: on the
-    first full GET, send that many body bytes and then cut the connection.
+    first full GET, send that many body bytes and then cut the connection. ``stall_after``: on the
+    first full GET, send that many body bytes and then hold the connection open, sending nothing more
+    until the hub closes (a transfer in progress, for a test to interrupt or kill the client).
     """
 
     content: bytes
@@ -48,6 +50,8 @@ class FakeFile:
     etag: str | None = None
     drop_after: int | None = None
     dropped: bool = False
+    stall_after: int | None = None
+    stalled: bool = False
 
     @property
     def head_size(self) -> int:
@@ -75,6 +79,7 @@ class FakeHub:
     files: dict[tuple[str, str], FakeFile] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     on_request: Callable[[Seen], None] | None = None
+    closing: threading.Event = field(default_factory=threading.Event)  # set on exit: stalls end
 
     def add(self, repo_id: str, filename: str, content: bytes, repo_type: str = "model",
             **options) -> FakeFile:
@@ -98,6 +103,7 @@ class FakeHub:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closing.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -174,6 +180,13 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 # Cut the connection mid-body: the client sees fewer bytes than Content-Length.
                 self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            if f.stall_after is not None and not f.stalled and not rng:
+                f.stalled = True
+                self.wfile.write(body[: f.stall_after])
+                self.wfile.flush()
+                hub.closing.wait()  # the client waits for the rest until it is stopped
                 self.close_connection = True
                 return
             self.wfile.write(body)

@@ -369,3 +369,88 @@ def test_corrupt_cached_copy_of_the_right_size_is_replaced_in_the_same_run(hub, 
     assert len(hub.requests("GET")) == 1
     entry = Registry().current("pi3")
     assert entry.verified and Path(entry.path).read_bytes() == data
+
+
+# The ``page4d`` executable in a child process, with huggingface_hub's read chunk made small so the
+# bytes received before the fake hub stalls reach the disk (the real chunk is 10 MB).
+_CHILD_FETCH = """
+import sys
+import huggingface_hub.constants as hub_constants
+hub_constants.DOWNLOAD_CHUNK_SIZE = 16 * 1024
+hub_constants.HF_HUB_DISABLE_XET = True
+sys.argv = ["page4d", "weights", "fetch", "pi3", "-y"]
+from page4d_cli.entry import main
+main()
+"""
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT", "SIGTERM"])
+def test_fetch_process_stopped_mid_transfer_leaves_a_partial_file_the_next_fetch_resumes(hub, env, how):
+    """A real ``page4d weights fetch`` process is killed (SIGKILL: no clean-up at all), gets Ctrl-C
+    (SIGINT: one error line, exit 130) or SIGTERM (one line, exit 143) while the hub is sending; the
+    next fetch continues from the bytes of ``blobs/<etag>.incomplete`` with a Range request and
+    registers the complete file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = _data(300_000)
+    hub.add(*PI3, data, stall_after=100_000)
+    partial = _blobs(env) / f"{hashlib.sha256(data).hexdigest()}.incomplete"
+    child = subprocess.Popen([sys.executable, "-c", _CHILD_FETCH], cwd=Path(__file__).resolve().parents[1],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120  # a guard against a hang, not a measurement
+        while not (partial.is_file() and partial.stat().st_size > 0):
+            assert child.poll() is None, f"the fetch ended before the hub stalled: {child.communicate()}"
+            assert time.monotonic() < deadline, "no partial download appeared"
+            time.sleep(0.05)
+        child.send_signal(getattr(signal, how))
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    if how == "SIGKILL":
+        assert child.returncode == -signal.SIGKILL
+    else:
+        name, code = {"SIGINT": ("Ctrl-C", 130), "SIGTERM": ("SIGTERM", 143)}[how]
+        assert child.returncode == code, stderr
+        [line] = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+        assert f"interrupted ({name})" in line and "model.safetensors was not registered" in line
+        assert "nothing else was" in line and "resume" in line
+        assert "Traceback" not in stderr
+    assert Registry().entries() == []
+    kept = partial.stat().st_size
+    assert 0 < kept < len(data)
+    [entry] = fetch_weights(select("pi3"), accept_licence=True)
+    assert hub.requests("GET")[-1].headers["range"] == f"bytes={kept}-"  # resumed, not restarted
+    assert Path(entry.path).read_bytes() == data and entry.verified
+    assert list(_blobs(env).glob("*.incomplete")) == []
+
+
+def test_library_fetch_says_everything_through_the_reporter(hub, env, capfd):
+    """No print, echo or progress bar of its own (issue 11 §2): a fetch that resumes a broken transfer
+    and replaces a bad cached copy writes nothing to stdout/stderr; the reporter hears all of it."""
+    data = _data()
+    hub.add(*PI3, data, drop_after=100_000)
+    hub.add(*MASK, _data(1000, seed=1), repo_type="dataset")
+    mask_blob = env / "hf" / "hub" / "datasets--zhouk777--PAGE4D" / "blobs" / hashlib.sha256(_data(1000, seed=1)).hexdigest()
+    mask_blob.parent.mkdir(parents=True)
+    mask_blob.write_bytes(b"short")  # a wrong-size cached copy: warned about and replaced
+    import logging
+
+    hub_logger = logging.getLogger("huggingface_hub")
+    handlers_before = hub_logger.handlers[:]
+    reporter = Recorder()
+    entries = fetch_weights(select("all"), accept_licence=True, reporter=reporter)
+    assert len(entries) == 2
+    assert capfd.readouterr() == ("", "")
+    assert hub_logger.handlers == handlers_before  # huggingface_hub's own handler is back
+    assert any(line.startswith("warning: removing a bad cached copy of checkpoint_mask.pt") for line in reporter.lines)
+    assert any(line.startswith("registered model.safetensors") for line in reporter.lines)
+    # huggingface_hub's own log line about the broken transfer, as one reporter warning
+    assert any(line.startswith("warning: Error while downloading") and "Trying to resume download" in line
+               for line in reporter.lines)
+    assert {name for name, _, _ in reporter.stages} >= {"download model.safetensors", "verify model.safetensors"}

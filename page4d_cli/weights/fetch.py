@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 from page4d_cli.pipeline.types import Reporter
 from page4d_cli.weights.catalog import HubFile, format_size
 from page4d_cli.weights.fetch_errors import FetchInterrupted, LicenceNotAccepted, VerificationError
-from page4d_cli.weights.hub import HubSettings, RemoteFile, hub_settings, remote_metadata
+from page4d_cli.weights.hub import HubSettings, RemoteFile, hub_messages_to, hub_settings, remote_metadata
 from page4d_cli.weights.hub_cache import bytes_to_get, check_disk_space, is_cached
 from page4d_cli.weights.registry import (
     LayoutError,
@@ -68,21 +68,22 @@ def fetch_weights(items: list[HubFile], *, accept_licence: bool = False,
     settings = hub_settings(token)
     ensure_licences(items, accept_licence, confirm, reporter)
 
-    remotes = [remote_metadata(item, settings, revision) for item in items]
-    todo = [r for r in remotes if not is_cached(settings, r)]
-    needed = sum(bytes_to_get(settings, r) for r in todo)
-    check_disk_space(settings.cache_dir, needed, " + ".join(r.item.filename for r in todo))
+    with hub_messages_to(reporter):
+        remotes = [remote_metadata(item, settings, revision) for item in items]
+        todo = [r for r in remotes if not is_cached(settings, r)]
+        needed = sum(bytes_to_get(settings, r) for r in todo)
+        check_disk_space(settings.cache_dir, needed, " + ".join(r.item.filename for r in todo))
 
-    entries: list[RegistryEntry] = []
-    for remote in remotes:
-        try:
-            entries.append(_fetch_one(remote, settings, revision, registry, reporter))
-        except KeyboardInterrupt as exc:
-            before = (f"registered before: {', '.join(e.source['filename'] for e in entries)}; "
-                      if entries else "")
-            raise FetchInterrupted(
-                f"{remote.item.label} was not registered ({before}nothing else was); "
-                "re-run the same fetch to resume the download") from exc
+        entries: list[RegistryEntry] = []
+        for remote in remotes:
+            try:
+                entries.append(_fetch_one(remote, settings, revision, registry, reporter))
+            except KeyboardInterrupt as exc:
+                before = (f"registered before: {', '.join(e.source['filename'] for e in entries)}; "
+                          if entries else "")
+                raise FetchInterrupted(
+                    f"{remote.item.label} was not registered ({before}nothing else was); "
+                    "re-run the same fetch to resume the download") from exc
     return entries
 
 

@@ -4,16 +4,23 @@ Hub settings are read from the environment at call time, not at import time:
 ``huggingface_hub.constants`` freezes ``HF_ENDPOINT`` / ``HF_HUB_CACHE`` when it is first
 imported, so the endpoint and cache folder are passed explicitly on every call.
 
-huggingface_hub is imported inside the functions: importing this module stays light.
+huggingface_hub is imported inside the functions: importing this module stays light. Its own log
+messages (e.g. "Error while downloading ... Trying to resume download") would go straight to stderr;
+:func:`hub_messages_to` hands them to the reporter instead, one line each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
+from models.errors import one_line
+from page4d_cli.pipeline.types import Reporter
 from page4d_cli.weights.catalog import HubFile
 from page4d_cli.weights.fetch_errors import FetchError
 
@@ -119,3 +126,28 @@ def remote_metadata(item: HubFile, settings: HubSettings, revision: str = "main"
                          "(no X-Repo-Commit / ETag header); check HF_ENDPOINT and proxy settings")
     return RemoteFile(item=item, size=meta.size, etag=meta.etag, commit=meta.commit_hash,
                       location=meta.location or url)
+
+
+class _ReporterHandler(logging.Handler):
+    """A logging handler that gives each record to the reporter as one line."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        super().__init__()
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = one_line(record.getMessage())
+        (self.reporter.warning if record.levelno >= logging.WARNING else self.reporter.info)(text)
+
+
+@contextlib.contextmanager
+def hub_messages_to(reporter: Reporter) -> Iterator[None]:
+    """While the block runs, huggingface_hub's log records go to ``reporter`` and nowhere else
+    (its logger normally prints them to stderr itself); its handlers are restored afterwards."""
+    logger = logging.getLogger("huggingface_hub")
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [_ReporterHandler(reporter)], False
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = saved
