@@ -14,6 +14,7 @@ import numpy as np
 import open3d as o3d
 import pytest
 
+from page4d_cli.data.synth_scene import look_at
 from page4d_cli.pipeline import export, geometry
 from page4d_cli.pipeline.export_colmap import write_colmap_model
 from page4d_cli.pipeline.output_dir import OutputExistsError, atomic_output_dir, check_output_dir
@@ -22,23 +23,11 @@ from page4d_cli.pipeline.types import CameraInfo, ClipBatch, ImageTransform, Pre
 from page4d_cli.pipeline.write_outputs import ExportOptions, export_reconstruction
 
 H, W = 28, 42  # network size (multiples of 14)
+Y_DOWN = (0.0, -1.0, 0.0)  # this scene's world has y down, like the cameras' (OpenCV) axes
 T, V = 3, 2
 
 
 # ----------------------------------------------------------------------------- synthetic scene
-
-
-def look_at(center, target) -> np.ndarray:
-    """Camera-from-world 4x4 of a camera at ``center`` looking at ``target`` (OpenCV axes)."""
-    z = np.asarray(target, float) - center
-    z /= np.linalg.norm(z)
-    x = np.cross([0.0, 1.0, 0.0], z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    e = np.eye(4)
-    e[:3, :3] = np.stack([x, y, z])
-    e[:3, 3] = -e[:3, :3] @ center
-    return e
 
 
 def render(k, center, rotation, spheres, height=H, width=W):
@@ -75,7 +64,7 @@ def make_scene(seed=0, transforms=None, num_t=T):
         spheres = [(np.zeros(3), 20.0, True), (ball, 1.2, False)]
         for v in range(V):
             c = np.array([2.0 * v - 1.0, -0.3 + 0.1 * t, 0.2 * v]) + rng.normal(0, 0.05, 3)
-            ext[t, v] = look_at(c, ball + rng.normal(0, 0.2, 3))
+            ext[t, v] = look_at(c, ball + rng.normal(0, 0.2, 3), up=Y_DOWN)
             depth[t, v], points[t, v], mask = render(k, c, ext[t, v, :3, :3], spheres)
             dyn[t, v] = mask
             centers[t, v] = c

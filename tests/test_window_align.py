@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from page4d_cli.data.synth_scene import look_at
 from page4d_cli.pipeline import geometry
 from page4d_cli.pipeline.align import (
     AlignmentError,
@@ -24,6 +25,7 @@ from page4d_cli.pipeline.types import CameraInfo, ClipBatch, ImageTransform, Pre
 
 H, W = 14, 28
 T, V = 12, 2
+Y_DOWN = (0.0, -1.0, 0.0)  # this scene's world has y down, like the cameras' (OpenCV) axes
 
 
 def random_rotation(rng):
@@ -34,17 +36,6 @@ def random_rotation(rng):
 
 def random_similarity(rng):
     return float(np.exp(rng.uniform(-1.5, 1.5))), random_rotation(rng), rng.normal(0, 3, 3)
-
-
-def look_at(center, target):
-    z = target - center
-    z /= np.linalg.norm(z)
-    x = np.cross([0.0, 1.0, 0.0], z)
-    x /= np.linalg.norm(x)
-    e = np.eye(4)
-    e[:3, :3] = np.stack([x, np.cross(z, x), z])
-    e[:3, 3] = -e[:3, :3] @ center
-    return e
 
 
 def gt_clip(seed=0):
@@ -59,7 +50,7 @@ def gt_clip(seed=0):
         ball = np.array([np.sin(t / 3), 0.2, 5.0 + 0.1 * t])
         for v in range(V):
             c = np.array([1.5 * v - 0.7 + 0.1 * t, -0.2, 0.05 * t]) + rng.normal(0, 0.05, 3)
-            ext[t, v] = look_at(c, ball + rng.normal(0, 0.3, 3))
+            ext[t, v] = look_at(c, ball + rng.normal(0, 0.3, 3), up=Y_DOWN)
             rays = rays_cam @ ext[t, v, :3, :3]  # world directions with camera-z = 1
             best = np.full((H, W), np.inf)
             for centre, radius, inside in [(np.zeros(3), 15.0, True), (ball, 1.0, False)]:
