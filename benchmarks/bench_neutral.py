@@ -32,10 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: benchmarks.* importable
 
-import models.aggregator as aggregator_module
 from benchmarks.tensor_memory import peak_bytes
 from benchmarks.vggt_reference_dpt import vggt_dpt_forward
-from models.neutral import NeutralPlan
+from models.neutral import single_stream_state, skips_disabled
 from models.vggt import VGGT
 
 ROWS = {  # name: (preset, T, V, size, what runs)
@@ -45,33 +44,13 @@ ROWS = {  # name: (preset, T, V, size, what runs)
 }
 
 
-@contextlib.contextmanager
-def skips_disabled(model):
-    original = aggregator_module.decide_plan
-    aggregator_module.decide_plan = lambda agg, grad_needed: NeutralPlan()
-    model.aggregator._neutral._key = None
-    try:
-        yield
-    finally:
-        aggregator_module.decide_plan = original
-        model.aggregator._neutral._key = None
-
-
 def sharing(dual: VGGT, **overrides) -> VGGT:
     """A model of another configuration built on the meta device, holding the dual model's tensors."""
     with torch.device("meta"):
         model = VGGT(config=dual.config.replace(**overrides)).eval()
-    state = dict(dual.state_dict())
-    agg = dual.aggregator
-    if not model.config.enable_dual_stream:
-        for k in agg.mid:  # the single stream's mid-layer blocks are the pose stream's
-            for kind in ("time", "view"):
-                for name, value in agg.blocks_of(kind, k, "pose").state_dict().items():
-                    state[f"aggregator.{kind}_blocks.{k}.{name}"] = value
-    wanted = model.state_dict().keys()
-    model.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=True, assign=True)
-    model.aggregator.image_mean = agg.image_mean
-    model.aggregator.image_std = agg.image_std
+    model.load_state_dict(single_stream_state(dual, model.state_dict()), strict=True, assign=True)
+    model.aggregator.image_mean = dual.aggregator.image_mean
+    model.aggregator.image_std = dual.aggregator.image_std
     return model
 
 

@@ -19,12 +19,17 @@ gradient is generally not 0, so training always computes the full graph.
 The decision is cached keyed on the parameters' identities, in-place versions, storages, dtypes and the
 blocks' eps: comparing tensors costs one pass over the mid-layer weights after loading and again only
 after a parameter changes (optimizer step, ``load_state_dict``, ``.to()``, ``fill_``), never per forward.
+
+To see what the skips save or check that they change no number: ``skips_disabled(model)`` runs the full
+computation, and ``single_stream_state`` gives a single-stream model the tensors the dual model runs when
+its streams are identical (``benchmarks/bench_neutral.py``, ``tests/test_neutral_skips.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -72,9 +77,12 @@ class NeutralityCache:
         self._key: Optional[tuple] = None
         self._plan = NeutralPlan()
         self.recomputed = 0  # how often the tensors were compared (tests read it)
+        self.enabled = True  # False: every plan is "skip nothing" (``skips_disabled``)
 
     def plan(self, parameters: list[torch.Tensor], extra: tuple,
              decide: Callable[[Callable[[torch.Tensor], bool]], NeutralPlan]) -> NeutralPlan:
+        if not self.enabled:
+            return NeutralPlan()
         grad_mode = torch.is_grad_enabled()
         prints = tuple(_fingerprint(p) for p in parameters)
         key = (grad_mode, extra, prints)
@@ -153,6 +161,35 @@ def decide_plan(agg, grad_needed: Callable[[torch.Tensor], bool]) -> NeutralPlan
                      and all(torch.equal(-bias.value(pose), bias.value(geo)) for pose, geo in LAMBDA_PAIRS.values())
                      and all(_eps(pose) == _eps(geo) and all_equal(pose, geo) for pose, geo in pairs))
     return NeutralPlan(identical, zero, identity, zero_kpt)
+
+
+@contextlib.contextmanager
+def skips_disabled(model: nn.Module) -> Iterator[None]:
+    """Inside the block, ``model`` (a ``VGGT`` or its ``Aggregator``) skips nothing: every forward computes
+    the full graph, as before the skips existed (the cached decision is kept for afterwards)."""
+    cache = getattr(model, "aggregator", model)._neutral
+    previous, cache.enabled = cache.enabled, False
+    try:
+        yield
+    finally:
+        cache.enabled = previous
+
+
+def single_stream_state(dual: nn.Module, keys: Iterable[str]) -> dict[str, torch.Tensor]:
+    """The tensors of ``dual`` (a dual-stream ``VGGT``) for a model with state-dict ``keys`` built from the
+    same config with ``enable_dual_stream=False``: its mid layers' blocks take the pose stream's tensors
+    (the stream that runs when the streams are identical), every other key its own. The tensors are
+    shared, not copied."""
+    wanted = set(keys)
+    state = {k: v for k, v in dual.state_dict().items() if k in wanted}
+    agg = dual.aggregator
+    for k in agg.mid if agg.dual else ():
+        for kind in ("time", "view"):
+            for name, value in agg.blocks_of(kind, k, "pose").state_dict().items():
+                key = f"aggregator.{kind}_blocks.{k}.{name}"
+                if key in wanted:
+                    state[key] = value
+    return state
 
 
 def _eps(module: nn.Module) -> tuple:

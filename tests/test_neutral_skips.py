@@ -12,27 +12,13 @@ import warnings
 import pytest
 import torch
 
-import models.aggregator as aggregator_module
 import models.layers.attention as attention_module
 import models.temporal_encoding as temporal_module
 from models.layers.attention import LowRankBias, flex_available, flex_biased_attention, padded_biased_attention
-from models.neutral import NeutralPlan
+from models.neutral import NeutralPlan, single_stream_state, skips_disabled
 from tests.helpers import perturb_, random_images, tiny_model
 
 KEYS = ("pose_enc", "depth", "depth_conf", "world_points", "world_points_conf")
-
-
-@contextlib.contextmanager
-def full_computation(model):
-    """Force the plan 'skip nothing' (the computation as it was before the skips)."""
-    original = aggregator_module.decide_plan
-    aggregator_module.decide_plan = lambda agg, grad_needed: NeutralPlan()
-    model.aggregator._neutral._key = None
-    try:
-        yield
-    finally:
-        aggregator_module.decide_plan = original
-        model.aggregator._neutral._key = None
 
 
 def loaded_like(seed=0, **overrides):
@@ -90,7 +76,7 @@ def test_identical_streams_run_once_bitwise_equal_to_both_and_to_single_stream()
     skipped = run(model, images, ext_mask=ext)
     assert model.aggregator.last_plan.streams_identical and not calls  # the geometry blocks never ran
     assert model.aggregator.neutral_report()["streams identical"] == "yes"  # what run.json records
-    with full_computation(model):
+    with skips_disabled(model):
         full = run(model, images, ext_mask=ext)
     assert calls  # ... and they do run in the full computation
     for handle in handles:
@@ -98,12 +84,7 @@ def test_identical_streams_run_once_bitwise_equal_to_both_and_to_single_stream()
     assert_bitwise(skipped, full)
     # Pure single stream with the same weights: the same numbers, bit for bit.
     single = tiny_model(enable_dual_stream=False)
-    state = {k: v for k, v in model.state_dict().items() if k in single.state_dict()}
-    for k in model.aggregator.mid:
-        for kind in ("time", "view"):
-            for name, value in model.aggregator.blocks_of(kind, k, "pose").state_dict().items():
-                state[f"aggregator.{kind}_blocks.{k}.{name}"] = value
-    single.load_state_dict(state, strict=True)
+    single.load_state_dict(single_stream_state(model, single.state_dict()), strict=True)
     assert_bitwise(skipped, run(single, images, ext_mask=ext))
 
 
@@ -124,7 +105,7 @@ def test_streams_differing_in_anything_both_run_and_match_the_full_computation(c
     skipped = run(model, images, ext_mask=ext)
     assert not agg.last_plan.streams_identical and calls
     assert agg.neutral_report()["streams identical"] == "no"
-    with full_computation(model):
+    with skips_disabled(model):
         full = run(model, images, ext_mask=ext)
     for handle in handles:
         handle.remove()
@@ -137,7 +118,7 @@ def test_zero_lambda_biases_add_no_channel_and_bitwise_equal_results():
     with counting(attention_module, "padded_biased_attention") as padded:
         skipped = run(model, images, ext_mask=ext)
     assert not padded and model.aggregator.last_plan.mask_bias_is_zero("shared", "view")
-    with full_computation(model), counting(attention_module, "padded_biased_attention") as padded:
+    with skips_disabled(model), counting(attention_module, "padded_biased_attention") as padded:
         full = run(model, images, ext_mask=ext)
     assert padded  # the full computation carries zero channels
     assert_bitwise(skipped, full)
@@ -148,7 +129,7 @@ def test_zero_lambda_biases_add_no_channel_and_bitwise_equal_results():
         moved = run(model, images, ext_mask=ext)
     assert padded and not model.aggregator.last_plan.mask_bias_is_zero("shared", "time")
     assert model.aggregator.last_plan.mask_bias_is_zero("shared", "view")
-    with full_computation(model):
+    with skips_disabled(model):
         assert_bitwise(moved, run(model, images, ext_mask=ext))
     assert not torch.equal(moved["depth"], skipped["depth"])
 
@@ -163,7 +144,7 @@ def test_identity_temporal_encodings_are_not_applied(kind, parameter, function):
     with counting(temporal_module, function) as applied:
         skipped = run(model, images)
     assert not applied and agg.last_plan.identity_temporal == frozenset(range(model.config.depth))
-    with full_computation(model), counting(temporal_module, function) as applied:
+    with skips_disabled(model), counting(temporal_module, function) as applied:
         full = run(model, images)
     assert applied
     assert_bitwise(skipped, full)
@@ -171,7 +152,7 @@ def test_identity_temporal_encodings_are_not_applied(kind, parameter, function):
         getattr(agg.temporal_pos[1], parameter)[0] = 0.3  # one head of one layer moves
     moved = run(model, images)
     assert agg.last_plan.identity_temporal == frozenset(range(model.config.depth)) - {1}
-    with full_computation(model):
+    with skips_disabled(model):
         assert_bitwise(moved, run(model, images))
     assert not torch.equal(moved["depth"], skipped["depth"])
 
@@ -206,6 +187,11 @@ def test_the_decision_is_cached_and_refreshed_when_a_parameter_changes():
     state["aggregator.mask_bias.lambda_pose"] = torch.tensor(0.0)
     model.load_state_dict(state)
     run(model, images)
+    assert agg._neutral.recomputed == 3 and agg.last_plan.streams_identical
+    with skips_disabled(model):  # the full computation, without comparing tensors again ...
+        run(model, images)
+    assert agg.last_plan == NeutralPlan() and agg._neutral.recomputed == 3
+    run(model, images)  # ... and the cached decision afterwards
     assert agg._neutral.recomputed == 3 and agg.last_plan.streams_identical
 
 
