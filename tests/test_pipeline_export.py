@@ -15,7 +15,7 @@ import open3d as o3d
 import pytest
 
 from page4d_cli.data.synth_scene import look_at
-from page4d_cli.pipeline import export, geometry
+from page4d_cli.pipeline import export, geometry, preprocess
 from page4d_cli.pipeline.export_colmap import write_colmap_model
 from page4d_cli.pipeline.output_dir import OutputExistsError, atomic_output_dir, check_output_dir
 from page4d_cli.pipeline.records import build_cameras_json, build_run_record, validate_cameras_json, write_run_json
@@ -143,7 +143,7 @@ def test_quaternion_round_trip_including_half_turns():
 def test_intrinsics_to_original_maps_projections(make_transform):
     tr = make_transform()
     k_net = np.array([[40.0, 0.3, 20.5], [0, 38.0, 13.0], [0, 0, 1]])
-    k_orig = geometry.intrinsics_to_original(k_net, tr)
+    k_orig = preprocess.intrinsics_to_original(k_net, tr)
     pts = np.random.default_rng(2).uniform([-1, -1, 2], [1, 1, 6], (50, 3))
     net = pts @ k_net.T
     orig = pts @ k_orig.T
@@ -154,34 +154,30 @@ def test_intrinsics_to_original_maps_projections(make_transform):
 def test_network_map_to_original_nearest_and_fill():
     values = np.arange(H * W, dtype=np.float64).reshape(H, W) + 1
     up = ImageTransform((2 * W, 2 * H), (W, H), (0.5, 0.5), (0.0, 0.0), "crop", (0, 0, W, H))
-    assert np.array_equal(geometry.network_map_to_original(values, up), values.repeat(2, 0).repeat(2, 1))
+    assert np.array_equal(preprocess.network_map_to_original(values, up, "nearest", fill=0.0),
+                          values.repeat(2, 0).repeat(2, 1))
     # Crop: original columns 0..2 land at x = (j + 0.5) * 0.8 - 3 < 0 -> cropped away -> fill.
-    crop = geometry.network_map_to_original(values, crop_transform(), fill=np.nan)
+    crop = preprocess.network_map_to_original(values, crop_transform(), "nearest", fill=np.nan)
     assert crop.shape == (36, 60)
     assert np.all(np.isnan(crop[:, :3])) and np.all(np.isnan(crop[:, -3:]))
     j, i = 30, 20
     x, y = (j + 0.5) * 0.8 - 3.0, (i + 0.5) * 0.8 - 0.4
     assert crop[i, j] == values[int(np.floor(y)), int(np.floor(x))]
     # Pad: every original pixel is content; rows map inside the valid box.
-    pad = geometry.network_map_to_original(values, pad_transform())
+    pad = preprocess.network_map_to_original(values, pad_transform(), "nearest", fill=0.0)
     assert pad.shape == (40, 84) and np.all(pad > 0)
     assert np.array_equal(pad[0], values[4].repeat(2))
 
 
-def test_network_map_to_original_is_the_reading_sides_nearest_mapping():
-    """One implementation serves reading and writing: geometry delegates to preprocess (fill 0)."""
-    from page4d_cli.pipeline import preprocess
-
+def test_nearest_mapping_keeps_the_dtype_and_widens_integer_maps_for_a_nan_fill():
     rng = np.random.default_rng(3)
     for tr in (crop_transform(), pad_transform()):
         maps = rng.uniform(1, 2, (H, W, 3)).astype(np.float32)
-        ours = geometry.network_map_to_original(maps, tr)
-        theirs = preprocess.network_map_to_original(maps, tr, "nearest", fill=0.0)
-        assert ours.dtype == np.float32 and np.array_equal(ours, theirs)
-    assert geometry.intrinsics_to_original is preprocess.intrinsics_to_original
+        back = preprocess.network_map_to_original(maps, tr, "nearest", fill=0.0)
+        assert back.dtype == np.float32 and back.shape == (tr.original_size[1], tr.original_size[0], 3)
     labels = np.arange(H * W, dtype=np.uint8).reshape(H, W)
-    widened = geometry.network_map_to_original(labels, crop_transform(), fill=np.nan)  # NaN cannot be uint8
-    as_float = geometry.network_map_to_original(labels.astype(np.float64), crop_transform(), fill=np.nan)
+    widened = preprocess.network_map_to_original(labels, crop_transform(), "nearest", fill=np.nan)  # not uint8
+    as_float = preprocess.network_map_to_original(labels.astype(np.float64), crop_transform(), "nearest", fill=np.nan)
     assert np.isnan(widened[:, :3]).all() and np.array_equal(widened, as_float, equal_nan=True)
 
 

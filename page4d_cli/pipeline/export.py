@@ -33,7 +33,7 @@ os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 import cv2  # noqa: E402
 
 from models.errors import Page4DError  # noqa: E402
-from page4d_cli.pipeline import geometry  # noqa: E402
+from page4d_cli.pipeline import geometry, preprocess  # noqa: E402
 from page4d_cli.pipeline.options import DEFAULT_CONF_PERCENTILE, DEFAULT_EDGE_REL_THRESHOLD, check_point_filter  # noqa: E402
 from page4d_cli.pipeline.types import ClipBatch, Prediction  # noqa: E402
 
@@ -285,7 +285,8 @@ def _write_maps(out_dir: Path, folder: str, maps: np.ndarray, batch: ClipBatch, 
         scale = 1.0
     for v, transform in enumerate(batch.transforms):
         for t in range(maps.shape[0]):
-            values = geometry.network_map_to_original(maps[t, v], transform, fill=0.0)
+            # Nearest: depth is never blended across object edges; cropped-away pixels get 0 = invalid.
+            values = preprocess.network_map_to_original(maps[t, v], transform, "nearest", fill=0.0)
             values = quantize_png16(values, scale) if fmt == "png" else np.where(
                 geometry.valid_depth(values), values, 0.0).astype(np.float32)
             write_map_file(Path(out_dir) / folder / camera_dir(v) / frame_name(t, fmt), values, fmt)
@@ -332,7 +333,7 @@ def write_dynamic_masks(out_dir: Path, pred: Prediction, batch: ClipBatch, mode:
     probability = np.nan_to_num(pred.dynamic_mask.astype(np.float64), nan=0.0)
     for v, transform in enumerate(batch.transforms):
         for t in range(probability.shape[0]):
-            m = geometry.network_map_to_original(probability[t, v], transform, fill=0.0)
+            m = preprocess.network_map_to_original(probability[t, v], transform, "nearest", fill=0.0)
             m = np.where(m > 0.5, 255, 0) if mode == "binary" else np.rint(np.clip(m, 0, 1) * 255)
             write_map_file(Path(out_dir) / "masks" / camera_dir(v) / frame_name(t, "png"), m.astype(np.uint8), "png")
             if tick is not None:

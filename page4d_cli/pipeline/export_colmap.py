@@ -34,7 +34,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from page4d_cli.pipeline import geometry
+from page4d_cli.pipeline import geometry, preprocess
 from page4d_cli.pipeline.export import ExportError, Tick, camera_dir, check_shapes, write_map_file
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
@@ -50,7 +50,7 @@ def _colmap_views(pred: Prediction, batch: ClipBatch, instant: int,
             if image.shape[:2] != (height, width) or image.ndim != 3:
                 raise ExportError(f"COLMAP frame of camera {batch.cameras[v].name} is {image.shape}, "
                                   f"expected ({height}, {width}, 3) (its original size)")
-            views.append((geometry.intrinsics_to_original(pred.intrinsic[instant, v], transform), image))
+            views.append((preprocess.intrinsics_to_original(pred.intrinsic[instant, v], transform), image))
         else:
             image = np.moveaxis(batch.images[instant, v], 0, -1)
             views.append((pred.intrinsic[instant, v].astype(np.float64),

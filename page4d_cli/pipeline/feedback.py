@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from page4d_cli.pipeline import export, geometry
+from page4d_cli.pipeline import export, geometry, preprocess
 from page4d_cli.pipeline.types import ClipBatch, Prediction
 
 AUTO_MASKS_DIR = "masks/auto"  # next to the network's masks/camXX, same naming
@@ -75,7 +75,8 @@ def write_auto_masks(out_dir: Path, batch: ClipBatch) -> dict:
     folder = Path(out_dir) / AUTO_MASKS_DIR
     for v, transform in enumerate(batch.transforms):
         for t in range(batch.ext_masks.shape[0]):
-            mask = geometry.network_map_to_original(batch.ext_masks[t, v].astype(np.float32), transform, fill=0.0)
+            network_mask = batch.ext_masks[t, v].astype(np.float32)
+            mask = preprocess.network_map_to_original(network_mask, transform, "nearest", fill=0.0)
             export.write_map_file(folder / export.camera_dir(v) / export.frame_name(t, "png"),
                                   np.where(mask > 0.5, 255, 0).astype(np.uint8), "png")
     return {"pattern": AUTO_MASKS_DIR + "/cam{v:02d}/frame_{t:04d}.png", "source": "--auto-masks (input of the network)",

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from page4d_cli.pipeline import preprocess
 from page4d_cli.pipeline.options import DEFAULT_EDGE_REL_THRESHOLD
-from page4d_cli.pipeline.preprocess import intrinsics_to_original  # noqa: F401  (re-exported: one implementation)
 from page4d_cli.pipeline.types import ImageTransform
 
 # Where the centre of pixel 0 lies in continuous pixel coordinates (pixel-centre convention).
@@ -174,6 +172,7 @@ def depth_edges(depth: np.ndarray, rel_threshold: float = DEFAULT_EDGE_REL_THRES
 
 
 # ----------------------------------------------------------------------------- network <-> original
+# (K and maps are mapped back by ``preprocess.intrinsics_to_original`` / ``network_map_to_original``.)
 
 
 def content_mask(transform: ImageTransform) -> np.ndarray:
@@ -183,17 +182,3 @@ def content_mask(transform: ImageTransform) -> np.ndarray:
     mask = np.zeros((height, width), dtype=bool)
     mask[max(y0, 0):min(y1, height), max(x0, 0):min(x1, width)] = True
     return mask
-
-
-def network_map_to_original(values: np.ndarray, transform: ImageTransform, fill: float = 0.0) -> np.ndarray:
-    """Resample a network-resolution map ``[H_net, W_net, ...]`` to the original ``[H_orig, W_orig, ...]``.
-
-    Nearest neighbour (depth must not be blended across object boundaries). Original pixels whose
-    centre falls outside the content box (cropped away in "crop" mode) get ``fill`` — 0 by
-    default, which every exporter treats as "invalid"; pass ``np.nan`` for float maps if preferred.
-    The values themselves are not rescaled: z-depth does not depend on the image resolution.
-
-    The writing side's spelling of ``preprocess.network_map_to_original(values, transform, "nearest",
-    fill)`` (one implementation for reading and writing); only the default ``fill`` differs.
-    """
-    return preprocess.network_map_to_original(values, transform, "nearest", fill=fill)

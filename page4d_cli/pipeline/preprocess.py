@@ -26,8 +26,7 @@ import cv2
 import numpy as np
 
 from page4d_cli.pipeline.errors import InputError
-from page4d_cli.pipeline.options import MODES, NETWORK_WIDTH, PATCH  # noqa: F401 - PATCH used by callers
-from page4d_cli.pipeline.options import check_network_width as validate_network_width
+from page4d_cli.pipeline.options import MODES, NETWORK_WIDTH, PATCH, check_network_width
 from page4d_cli.pipeline.types import ImageTransform
 
 PAD_VALUE = 1.0  # white, as VGGT's pad mode
@@ -36,7 +35,7 @@ DEPTH_EDGE_RELATIVE_JUMP = 0.05  # "depth" interpolation: neighbours differing >
 
 def network_size_for(original_size: tuple[int, int], width: int = NETWORK_WIDTH) -> tuple[int, int]:
     """(W, H) fed to the network: ``W = width``, H the multiple of 14 nearest ``W * h / w``."""
-    validate_network_width(width)
+    check_network_width(width)
     w, h = original_size
     height = max(PATCH, int(math.floor(width * h / w / PATCH + 0.5)) * PATCH)
     return int(width), height
@@ -159,8 +158,7 @@ def network_map_to_original(map_hw: np.ndarray, tf: ImageTransform, interpolatio
     Output dtype: the input's for "nearest" (widened only when ``fill`` does not fit it, e.g. NaN into
     an integer map), float32 otherwise. Values are not rescaled (z-depth does not depend on resolution).
 
-    This is the one implementation of the network -> original mapping; ``geometry`` (the writing side)
-    delegates to it.
+    This is the one implementation of the network -> original mapping, for reading and writing alike.
     """
     values = np.asarray(map_hw)
     if values.shape[:2] != (tf.network_size[1], tf.network_size[0]):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from page4d_cli.pipeline import geometry
+from page4d_cli.pipeline import preprocess
 from page4d_cli.pipeline.errors import PathLike
 from page4d_cli.pipeline.export import camera_dir, check_shapes
 from page4d_cli.pipeline.output_dir import RUN_FORMAT
@@ -83,7 +83,7 @@ def build_cameras_json(pred: Prediction, batch: ClipBatch, files: dict[str, Opti
     num_t, num_v, _, _ = check_shapes(pred, batch)
     cameras = []
     for v, (info, transform) in enumerate(zip(batch.cameras, batch.transforms)):
-        k_original = geometry.intrinsics_to_original(pred.intrinsic[:, v], transform)
+        k_original = preprocess.intrinsics_to_original(pred.intrinsic[:, v], transform)
         frames = [
             {
                 "t": t,
