@@ -14,7 +14,8 @@ It answers the requests huggingface_hub 2.4 makes in ``hf_hub_download``:
 No Xet headers are ever sent, so huggingface_hub stays on its plain HTTP path. Every request is
 recorded (method, path, headers) for the tests to inspect.
 
-Also here: writers for tiny checkpoints whose tensor NAMES are those of the real files (from
+Also here: the repositories and stand-in bytes the fetch tests serve, a reporter that records what
+it hears, and writers for tiny checkpoints whose tensor NAMES are those of the real files (from
 ``shared/reference/keys``), with every dimension cut to at most 3.
 """
 
@@ -192,6 +193,41 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
     return Handler
+
+
+# -------------------------------------------------------------------------------------------------
+# What the fetch tests serve and how they listen
+
+PI3 = ("yyfz233/Pi3", "model.safetensors")
+MASK = ("zhouk777/PAGE4D", "checkpoint_mask.pt")
+NOMASK = ("zhouk777/PAGE4D", "checkpoint_nomask.pt")
+
+
+class Recorder:
+    """A reporter that keeps what it is told: ``lines`` (info and warning) and ``stages``."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.stages: list[tuple] = []
+
+    def stage(self, name, done, total, detail=""):
+        self.stages.append((name, done, total))
+
+    def info(self, message):
+        self.lines.append(message)
+
+    def warning(self, message):
+        self.lines.append("warning: " + message)
+
+
+def fake_bytes(n: int = 300_000, seed: int = 0) -> bytes:
+    """``n`` bytes of stand-in file content (different for each seed)."""
+    return hashlib.sha256(str(seed).encode()).digest() * (n // 32) + b"x" * (n % 32)
+
+
+def pi3_blobs(env: Path) -> Path:
+    """The ``blobs`` folder of the Pi3 repository in the test's HF cache."""
+    return env / "hf" / "hub" / "models--yyfz233--Pi3" / "blobs"
 
 
 # -------------------------------------------------------------------------------------------------
