@@ -89,6 +89,8 @@ class Reporter:
     (total None while loading), "network" (forward-pass steps over all windows), "write" (files, as
     ``write_outputs.export_reconstruction`` reports them). ``warning``: a notice about the input or
     the run (one line). ``info``: how the run proceeds (e.g. windowing).
+    ``page4d_cli.weights.fetch.fetch_weights`` reports through the same protocol (stages
+    ``download <file>`` and ``verify <file>`` in bytes; licences, resumes and bad cached copies as lines).
     """
 
     def stage(self, name: str, done: float, total: Optional[float], detail: str = "") -> None:
