@@ -24,8 +24,7 @@ from models.errors import PathLike
 from models.loading.checkpoint_grammar import LAYOUT_RULES, expand
 from models.loading.checkpoint_io import open_checkpoint
 from models.loading.checkpoint_reader import CheckpointError, CheckpointReader
-from models.loading.roles import LAYOUT_DESCRIPTION as DESCRIPTION
-from models.loading.roles import ROLES as SOURCE_ROLES
+from models.loading.roles import LAYOUT_DESCRIPTION, ROLES
 
 Source = Union[PathLike, CheckpointReader]
 _VIT_SIZES = {384: "ViT-S", 768: "ViT-B", 1024: "ViT-L", 1536: "ViT-g"}
@@ -126,11 +125,11 @@ def detect_layout(src: Source) -> str:
 
 def expect_layout(src: Source, role: str) -> str:
     """The file's layout if it suits ``role`` ("pi3" or "page4d"), else a CheckpointError naming the fix."""
-    if role not in SOURCE_ROLES:
-        raise ValueError(f"role must be one of {', '.join(SOURCE_ROLES)}, got {role!r}")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     with _reader(src) as reader:
         layout, extras = _classify(reader)
-        if layout in SOURCE_ROLES[role].layouts:
+        if layout in ROLES[role].layouts:
             return layout
         path = reader.path
     if layout == "pi3x":
@@ -141,7 +140,7 @@ def expect_layout(src: Source, role: str) -> str:
         raise CheckpointError(f"{path}: {what}, not PAGE-4D; pass a PAGE-4D .pt with --page4d and Pi3 "
                               f"(yyfz233/Pi3) with --pi3")
     if role == "pi3":
-        raise CheckpointError(f"{path}: this is a {DESCRIPTION[layout]} checkpoint, not Pi3; pass it with --page4d")
+        raise CheckpointError(f"{path}: this is a {LAYOUT_DESCRIPTION[layout]} checkpoint, not Pi3; pass it with --page4d")
     raise CheckpointError(f"{path}: this is a Pi3 checkpoint, not PAGE-4D; pass it with --pi3")
 
 
@@ -172,7 +171,7 @@ def infer_dims(src: Source) -> dict:
         def shape(key: str) -> tuple[int, ...]:
             if key not in reader:
                 raise CheckpointError(
-                    f"{reader.path}: incomplete {DESCRIPTION[layout]} checkpoint: no {key}; {_REFETCH}")
+                    f"{reader.path}: incomplete {LAYOUT_DESCRIPTION[layout]} checkpoint: no {key}; {_REFETCH}")
             return reader.shape(key)
 
         patch = shape(enc + "patch_embed.proj.weight")

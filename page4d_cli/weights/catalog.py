@@ -23,9 +23,6 @@ from models.loading import roles as _roles
 #: One table for the loader, ``weights add`` and the registry: ``models.loading.roles``.
 ROLES = tuple(_roles.ROLES)
 
-#: Layouts (as returned by ``models.loading.layouts.detect_layout``) accepted for each role.
-ACCEPTED_LAYOUTS: dict[str, tuple[str, ...]] = _roles.accepted_layouts()
-
 GB = 1_000_000_000
 
 

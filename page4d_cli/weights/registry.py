@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from models.errors import Page4DError
-from page4d_cli.weights.catalog import ACCEPTED_LAYOUTS, ROLES
+from models.loading.roles import accepted_layouts
+from page4d_cli.weights.catalog import ROLES
 
 REGISTRY_VERSION = 1
 
@@ -198,14 +199,15 @@ def detect_file_layout(path: Path) -> str:
 
 def check_role_layout(path: Path, role: str, layout: str) -> None:
     """Raise LayoutError unless ``layout`` can serve as ``role``."""
-    accepted = ACCEPTED_LAYOUTS[role]
+    layouts = accepted_layouts()  # layouts (``models.loading.layouts.detect_layout``) each role accepts
+    accepted = layouts[role]
     if layout in accepted:
         return
     if layout == "pi3x":
         hint = ("; it is a Pi3X checkpoint, which page4d does not load: use Pi3 (yyfz233/Pi3 "
                 "model.safetensors, `page4d weights fetch pi3`)")
     else:
-        hint = next((f"; did you mean --as {r}?" for r, ls in ACCEPTED_LAYOUTS.items() if layout in ls), "")
+        hint = next((f"; did you mean --as {r}?" for r, ls in layouts.items() if layout in ls), "")
     raise LayoutError(
         f"{path} has layout {layout!r}, but role {role!r} needs {' or '.join(accepted)}{hint}"
     )
