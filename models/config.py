@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from models.checks import Checks
 from models.errors import Page4DError
 
 MASK_HEAD_LAYOUTS = ("official", "ckpt150")
@@ -36,6 +37,9 @@ class ConfigError(Page4DError, ValueError):
     """A configuration value is invalid; the message names the field and the allowed values."""
 
 
+check = Checks(ConfigError)
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """DINOv2 ViT encoder (ViT-L/14 with 4 registers at full size)."""
@@ -49,11 +53,10 @@ class EncoderConfig:
     layerscale_init: float = 1.0
 
     def __post_init__(self) -> None:
-        _positive("encoder.depth", self.depth)
-        _positive("encoder.num_heads", self.num_heads)
-        _positive("encoder.pos_embed_grid", self.pos_embed_grid)
-        if self.num_register_tokens < 0:
-            raise ConfigError(f"encoder.num_register_tokens must be >= 0, got {self.num_register_tokens}")
+        check.positive("encoder.depth", self.depth)
+        check.positive("encoder.num_heads", self.num_heads)
+        check.positive("encoder.pos_embed_grid", self.pos_embed_grid)
+        check.at_least("encoder.num_register_tokens", self.num_register_tokens, 0)
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,9 @@ class CameraHeadConfig:
     iterations: int = 4
 
     def __post_init__(self) -> None:
-        _positive("camera_head.trunk_depth", self.trunk_depth)
-        _positive("camera_head.num_heads", self.num_heads)
-        _positive("camera_head.iterations", self.iterations)
+        check.positive("camera_head.trunk_depth", self.trunk_depth)
+        check.positive("camera_head.num_heads", self.num_heads)
+        check.positive("camera_head.iterations", self.iterations)
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,12 @@ class DPTHeadConfig:
     frames_chunk: int = 8  # images per head pass, as the reference implementation
 
     def __post_init__(self) -> None:
-        _positive("dpt.features", self.features)
+        check.positive("dpt.features", self.features)
         if len(self.out_channels) != 4:
             raise ConfigError(f"dpt.out_channels needs 4 values, got {self.out_channels}")
         if self.layers is not None and len(self.layers) != 4:
             raise ConfigError(f"dpt.layers needs 4 layer numbers, got {self.layers}")
-        _positive("dpt.frames_chunk", self.frames_chunk)
+        check.positive("dpt.frames_chunk", self.frames_chunk)
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ class Page4DConfig:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         for name in ("img_size", "patch_size", "embed_dim", "depth", "num_heads"):
-            _positive(name, getattr(self, name))
+            check.positive(name, getattr(self, name))
         if self.embed_dim % self.num_heads:
             raise ConfigError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
         if self.embed_dim % self.encoder.num_heads:
@@ -173,40 +176,32 @@ class Page4DConfig:
             )
         if self.img_size % self.patch_size:
             raise ConfigError(f"img_size ({self.img_size}) must be a multiple of patch_size ({self.patch_size})")
-        if not 0 <= self.pi3_layers <= self.depth:
-            raise ConfigError(f"pi3_layers must be in 0..{self.depth}, got {self.pi3_layers}")
+        check.require(0 <= self.pi3_layers <= self.depth, "pi3_layers", f"in 0..{self.depth}", self.pi3_layers)
         self._check_layers("mid_layers", self.mid_layers)
-        if list(self.mid_layers) != sorted(set(self.mid_layers)):
-            raise ConfigError(f"mid_layers must be increasing and unique, got {list(self.mid_layers)}")
-        if self.mid_layers and list(self.mid_layers) != list(range(self.mid_layers[0], self.mid_layers[-1] + 1)):
-            raise ConfigError(f"mid_layers must be a contiguous range, got {list(self.mid_layers)}")
+        mid = list(self.mid_layers)
+        check.require(mid == sorted(set(mid)), "mid_layers", "increasing and unique", mid)
+        check.require(not mid or mid == list(range(mid[0], mid[-1] + 1)), "mid_layers", "a contiguous range", mid)
         if self.mask_source_layer is not None:
-            if not 0 <= self.mask_source_layer <= self.depth:
-                raise ConfigError(f"mask_source_layer must be in 0..{self.depth}, got {self.mask_source_layer}")
+            check.require(0 <= self.mask_source_layer <= self.depth, "mask_source_layer", f"in 0..{self.depth}",
+                          self.mask_source_layer)
             if self.mid_layers and self.mask_source_layer >= self.mid_layers[0]:
                 raise ConfigError(
                     f"mask_source_layer ({self.mask_source_layer}) must come before the first mid layer "
                     f"({self.mid_layers[0]}): the mask must exist before the biases use it"
                 )
-        if self.mask_head_layout not in MASK_HEAD_LAYOUTS:
-            raise ConfigError(f"mask_head_layout must be one of {MASK_HEAD_LAYOUTS}, got {self.mask_head_layout!r}")
-        if self.temporal_encoding not in TEMPORAL_ENCODINGS:
-            raise ConfigError(
-                f"temporal_encoding must be one of {TEMPORAL_ENCODINGS}, got {self.temporal_encoding!r}"
-            )
-        if self.lambda_clamp_value <= 0:
-            raise ConfigError(f"lambda_clamp_value must be > 0, got {self.lambda_clamp_value}")
-        if self.sparse_strategy not in SPARSE_STRATEGIES:
-            raise ConfigError(f"sparse_strategy must be one of {SPARSE_STRATEGIES}, got {self.sparse_strategy!r}")
+        check.one_of("mask_head_layout", self.mask_head_layout, MASK_HEAD_LAYOUTS)
+        check.one_of("temporal_encoding", self.temporal_encoding, TEMPORAL_ENCODINGS)
+        check.positive("lambda_clamp_value", self.lambda_clamp_value)
+        check.one_of("sparse_strategy", self.sparse_strategy, SPARSE_STRATEGIES)
         self._check_layers("sparse_global_layers", self.sparse_global_layers)
         if self.enable_sparse_global:
             self._check_sparse_global()
         if self.epipolar_layers is not None:
             self._check_layers("epipolar_layers", self.epipolar_layers)
-        if not (self.epipolar_penalty >= 0 and math.isfinite(self.epipolar_penalty)):
-            raise ConfigError(f"epipolar_penalty must be a finite value >= 0 (logits), got {self.epipolar_penalty}")
-        if not (self.epipolar_band > 0 and math.isfinite(self.epipolar_band)):
-            raise ConfigError(f"epipolar_band must be > 0 (patches), got {self.epipolar_band}")
+        check.require(self.epipolar_penalty >= 0 and math.isfinite(self.epipolar_penalty), "epipolar_penalty",
+                      "a finite value >= 0 (logits)", self.epipolar_penalty)
+        check.require(self.epipolar_band > 0 and math.isfinite(self.epipolar_band), "epipolar_band", "> 0 (patches)",
+                      self.epipolar_band)
         self._check_layers("dpt.layers", self.dpt_layers)
 
     def _check_sparse_global(self) -> None:
@@ -217,15 +212,15 @@ class Page4DConfig:
         if len(set(layers)) != len(layers):
             raise ConfigError(f"sparse_global_layers has duplicates: {list(layers)}")
         patches = (self.img_size // self.patch_size) ** 2
-        if self.sparse_strategy == "landmark" and not 1 <= self.landmark_k <= patches:
-            raise ConfigError(f"landmark_k must be in 1..{patches} (patches per image at img_size={self.img_size}, "
-                              f"patch_size={self.patch_size}), got {self.landmark_k}")
+        if self.sparse_strategy == "landmark":
+            check.require(1 <= self.landmark_k <= patches, "landmark_k", f"in 1..{patches} (patches per image at "
+                          f"img_size={self.img_size}, patch_size={self.patch_size})", self.landmark_k)
         if self.sparse_strategy == "dilated":
             if not self.dilated_levels or any(level <= 0 for level in self.dilated_levels):
                 raise ConfigError(f"dilated_levels must be a non-empty list of positive time offsets, "
                                   f"e.g. [1, 2, 4]; got {list(self.dilated_levels)}")
-        if self.sparse_strategy == "memory_bank" and self.memory_tokens_num <= 0:
-            raise ConfigError(f"memory_tokens_num must be > 0, got {self.memory_tokens_num}")
+        if self.sparse_strategy == "memory_bank":
+            check.positive("memory_tokens_num", self.memory_tokens_num)
 
     def _check_layers(self, name: str, layers: Sequence[int]) -> None:
         bad = [k for k in layers if not 1 <= k <= self.depth]
@@ -324,11 +319,6 @@ class Page4DConfig:
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
-
-
-def _positive(name: str, value) -> None:
-    if value is None or value <= 0:
-        raise ConfigError(f"{name} must be > 0, got {value}")
 
 
 PRESETS: dict[str, Page4DConfig] = {

@@ -25,6 +25,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from models.checks import Checks
 from page4d_cli.data.errors import DataFormatError
 from page4d_cli.data.gt_write import write_gt_clip
 from page4d_cli.data.synth_render import SynthScene, render_frame
@@ -33,6 +34,7 @@ from page4d_cli.data.synth_scene import sample_scene
 RIG_CHOICES = ("mixed", "static", "moving")
 IMAGE_FORMATS = ("png", "mp4")
 PNG_LEVEL = 3  # zlib level of the written PNGs: writing speed matters more than size for training data
+check = Checks(DataFormatError)
 
 
 @dataclass(frozen=True)
@@ -54,16 +56,12 @@ class SynthOptions:
     def __post_init__(self) -> None:
         for name, low in (("clips", 1), ("cameras", 1), ("frames", 1), ("width", 8), ("height", 8), ("workers", 1)):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise DataFormatError(f"--{name} {value}: must be an integer >= {low}")
-        if self.cameras > 99:
-            raise DataFormatError(f"--cameras {self.cameras}: at most 99 (camera folders are cam00..cam98)")
-        if self.rig not in RIG_CHOICES:
-            raise DataFormatError(f"--rig {self.rig}: use one of {', '.join(RIG_CHOICES)}")
-        if self.image_format not in IMAGE_FORMATS:
-            raise DataFormatError(f"--image-format {self.image_format}: use one of {', '.join(IMAGE_FORMATS)}")
-        if not self.fps > 0:
-            raise DataFormatError(f"--fps {self.fps}: must be > 0")
+            check.option(isinstance(value, (int, np.integer)) and value >= low, f"--{name}", value,
+                         f"must be an integer >= {low}")
+        check.option(self.cameras <= 99, "--cameras", self.cameras, "at most 99 (camera folders are cam00..cam98)")
+        check.option_choice("--rig", self.rig, RIG_CHOICES)
+        check.option_choice("--image-format", self.image_format, IMAGE_FORMATS)
+        check.option(self.fps > 0, "--fps", self.fps, "must be > 0")
 
     def moving_rig(self, index: int) -> bool:
         return self.rig == "moving" or (self.rig == "mixed" and index % 2 == 1)

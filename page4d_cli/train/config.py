@@ -8,10 +8,10 @@ Fields that may change when a run is resumed are listed in ``RESUMABLE_CHANGES``
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
+from models.checks import Checks
 from models.errors import Page4DError
 
 PRESETS = ("tiny", "small", "full")
@@ -25,6 +25,9 @@ RESUMABLE_CHANGES = frozenset({"stop_at", "workers", "save_every", "eval_data", 
 
 class TrainConfigError(Page4DError):
     """A training option is invalid (one line: the option, what is wrong, the fix)."""
+
+
+check = Checks(TrainConfigError)
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,8 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if not math.isfinite(value) or value < 0:
-                raise TrainConfigError(f"loss.{f.name} must be a finite value >= 0, got {value}")
-        if self.valid_range >= 1:
-            raise TrainConfigError(f"loss.valid_range must be < 1 (a quantile), got {self.valid_range}")
+            check.finite_non_negative(f"loss.{f.name}", getattr(self, f.name))
+        check.require(self.valid_range < 1, "loss.valid_range", "< 1 (a quantile)", self.valid_range)
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,8 @@ class TrainConfig:
         _choice("--device", self.device, DEVICES)
         _choice("--save", self.save, SAVE_CHOICES)
         for name in ("steps", "batch", "accumulate", "frames", "cameras", "size", "save_every", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise TrainConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            check.require(int(value) >= 1, _flag(name), ">= 1", value)
         if self.size % 14:
             raise TrainConfigError(f"--size must be a multiple of the patch size 14, got {self.size}; e.g. "
                                    f"{max(14, round(self.size / 14) * 14)}")
@@ -116,17 +116,14 @@ class TrainConfig:
             raise TrainConfigError(f"--stride-range must be two integers 1 <= MIN <= MAX, "
                                    f"got {list(self.stride_range)}")
         for name in ("lr", "lr_new", "weight_decay", "clip_norm"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise TrainConfigError(f"--{name.replace('_', '-')} must be a finite value >= 0, got {value}")
-        if self.warmup is not None and not 0 <= self.warmup <= self.steps:
-            raise TrainConfigError(f"--warmup must be in 0..--steps ({self.steps}), got {self.warmup}")
+            check.finite_non_negative(_flag(name), getattr(self, name))
+        check.require(self.warmup is None or 0 <= self.warmup <= self.steps, "--warmup", f"in 0..--steps ({self.steps})",
+                      self.warmup)
         if self.eval_every < 0 or (self.eval_every > 0) != (self.eval_data is not None):
             raise TrainConfigError("--eval-data DIR and --eval-every K (K >= 1) go together; give both or neither")
-        if self.stop_at is not None and not 1 <= self.stop_at <= self.steps:
-            raise TrainConfigError(f"--stop-at must be in 1..--steps ({self.steps}), got {self.stop_at}")
-        if self.workers < 0:
-            raise TrainConfigError(f"--workers must be >= 0, got {self.workers}")
+        check.require(self.stop_at is None or 1 <= self.stop_at <= self.steps, "--stop-at",
+                      f"in 1..--steps ({self.steps})", self.stop_at)
+        check.at_least("--workers", self.workers, 0)
 
     @property
     def warmup_steps(self) -> int:
@@ -154,6 +151,11 @@ class TrainConfig:
 
 def _show(value):
     return list(value) if isinstance(value, tuple) else value
+
+
+def _flag(field_name: str) -> str:
+    """The command-line option of a field: ``save_every`` -> ``--save-every``."""
+    return f"--{field_name.replace('_', '-')}"
 
 
 def _choice(option: str, value: str, choices) -> None:
