@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from models.checks import Checks
 from page4d_cli.pipeline.errors import InputError
 
 # ----------------------------------------------------------------------------- reading
@@ -46,10 +47,7 @@ MASK_MODES = ("binary", "probability")
 COLMAP_FORMATS = ("text", "bin")  # COLMAP's .txt or .bin model files (points3D.ply is written with both)
 DEFAULT_COLMAP_MAX_POINTS = 500_000  # even random subsample above this; 0 = every point
 
-
-def _choice(flag: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InputError(f"{flag} {value}: use one of {', '.join(allowed)}")
+check = Checks(InputError)
 
 
 def _at_least(flag: str, value: Optional[int], minimum: int, why: str) -> None:
@@ -89,12 +87,12 @@ def default_network_width(camera_width: int) -> int:
 
 def check_map_format(fmt: Optional[str], flag: str = "--depth-format") -> None:
     if fmt is not None:
-        _choice(flag, fmt, MAP_FORMATS)
+        check.option_choice(flag, fmt, MAP_FORMATS)
 
 
 def check_colmap(fmt: str, max_points: int) -> None:
     """``--colmap-format`` and ``--colmap-max-points`` (0 = no cap)."""
-    _choice("--colmap-format", fmt, COLMAP_FORMATS)
+    check.option_choice("--colmap-format", fmt, COLMAP_FORMATS)
     _at_least("--colmap-max-points", max_points, 0, "0 keeps every point")
 
 
@@ -106,7 +104,7 @@ def check_point_filter(conf_percentile: Optional[float], conf_threshold: Optiona
                          "lowest-confidence points dropped)")
     if voxel is not None and not voxel > 0:
         raise InputError(f"--voxel {voxel:g}: must be > 0 (world units), or leave it out")
-    _choice("--points-from", points_from, POINTS_FROM)
+    check.option_choice("--points-from", points_from, POINTS_FROM)
     if conf_threshold is not None and conf_threshold != conf_threshold:  # NaN
         raise InputError("--conf-threshold nan: give a number")
 
@@ -133,7 +131,7 @@ class ReadOptions:
             raise InputError(f"--end {self.end}: must be after --start ({self.start or 0}); it is exclusive")
         if self.size is not None:
             check_network_width(self.size)
-        _choice("--mode", self.mode, MODES)
+        check.option_choice("--mode", self.mode, MODES)
         if self.masks is not None and self.auto_masks:
             raise InputError("--masks and --auto-masks: choose one (external masks, or estimated ones)")
 
@@ -153,8 +151,8 @@ class NetworkOptions:
     seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:
-        _choice("--preset", self.preset, PRESET_NAMES)
-        _choice("--weights", self.weights, WEIGHT_SOURCES)
+        check.option_choice("--preset", self.preset, PRESET_NAMES)
+        check.option_choice("--weights", self.weights, WEIGHT_SOURCES)
         _at_least("--max-images-per-pass", self.max_images_per_pass, 1, "images per network pass")
         _at_least("--overlap", self.overlap, 1, "windows are aligned on shared instants")
         if not isinstance(self.device, str) or not self.device:
