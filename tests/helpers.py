@@ -6,6 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import Result
@@ -57,6 +58,13 @@ def reference_keys(name: str) -> dict:
     tests/data/keys, compressed)."""
     with gzip.open(DATA / "keys" / f"{name}.json.gz", "rt", encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random rotation matrix [3, 3] (QR of a Gaussian matrix, signs fixed, det +1)."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.diag(r))
+    return q * np.linalg.det(q)
 
 
 def tiny_model(seed: int = 0, **overrides) -> VGGT:

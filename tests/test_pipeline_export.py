@@ -21,6 +21,7 @@ from page4d_cli.pipeline.output_dir import OutputExistsError, atomic_output_dir,
 from page4d_cli.pipeline.records import build_cameras_json, build_run_record, validate_cameras_json, write_run_json
 from page4d_cli.pipeline.types import CameraInfo, ClipBatch, ImageTransform, Prediction
 from page4d_cli.pipeline.write_outputs import ExportOptions, export_reconstruction
+from tests.helpers import random_rotation
 
 H, W = 28, 42  # network size (multiples of 14)
 Y_DOWN = (0.0, -1.0, 0.0)  # this scene's world has y down, like the cameras' (OpenCV) axes
@@ -98,12 +99,6 @@ def crop_transform():
 def pad_transform():
     """Original 84 x 40 scaled by 0.5 to 42 x 20, padded by 4 rows above and below."""
     return ImageTransform((84, 40), (W, H), (0.5, 0.5), (0.0, 4.0), "pad", (0, 4, W, 24))
-
-
-def random_rotation(rng):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q *= np.sign(np.diag(r))
-    return q * np.linalg.det(q)
 
 
 # ----------------------------------------------------------------------------- geometry

@@ -22,16 +22,11 @@ from page4d_cli.pipeline.align import (
     umeyama_sim3,
 )
 from page4d_cli.pipeline.types import CameraInfo, ClipBatch, ImageTransform, Prediction
+from tests.helpers import random_rotation
 
 H, W = 14, 28
 T, V = 12, 2
 Y_DOWN = (0.0, -1.0, 0.0)  # this scene's world has y down, like the cameras' (OpenCV) axes
-
-
-def random_rotation(rng):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q *= np.sign(np.diag(r))
-    return q * np.linalg.det(q)
 
 
 def random_similarity(rng):
