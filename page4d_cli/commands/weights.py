@@ -81,6 +81,7 @@ def fetch_cmd(
     from page4d_cli.console import fail
     from page4d_cli.reporters import make_reporter
     from page4d_cli.weights.fetch import fetch_weights  # pulls in huggingface_hub: only here
+    from page4d_cli.weights.fetch_errors import FetchInterrupted
 
     err = Console(stderr=True)
     interactive = sys.stdin is not None and sys.stdin.isatty()
@@ -92,7 +93,7 @@ def fetch_cmd(
     except KeyboardInterrupt as exc:  # FetchInterrupted says what was and was not registered
         signum = signals.signal_of(exc) or signal.SIGINT
         signals.mark_reported()
-        what = getattr(exc, "message", "nothing was registered")
+        what = exc.message if isinstance(exc, FetchInterrupted) else "nothing was registered"
         fail(f"interrupted ({signals.NAMES.get(signum, signum)}); {what}", signals.exit_code(signum), err)
     Console().print(f"done: {len(entries)} file(s) registered in {Registry().path}", highlight=False)
 
