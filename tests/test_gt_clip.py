@@ -162,6 +162,22 @@ def test_writer_refuses_to_replace_what_it_did_not_write(clip, tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["cam00", "cam01", "gt"]  # no temporary left behind
 
 
+def test_an_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    images, K, E, depth, masks = make_arrays()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while cameras.json is written, after the images and depth maps
+
+    monkeypatch.setattr("page4d_cli.data.gt_write.write_json", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_gt_clip(tmp_path / "clip", ["cam00", "cam01"], images, K, E, depth, masks)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        write_gt(tmp_path / "videos", ["cam00", "cam01"], K, E, depth)
+    assert list((tmp_path / "videos").iterdir()) == []
+
+
 def test_a_static_rig_may_give_one_pose_per_camera(clip):
     path, (_, K, E, _, _) = clip
 

@@ -15,10 +15,11 @@ Array shapes (per camera lists allow cameras of different sizes; a single array 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -141,6 +142,19 @@ def _replace_target(target: Path, overwrite: bool, is_ours) -> None:
     shutil.rmtree(target)
 
 
+@contextlib.contextmanager
+def _renamed_into_place(target: Path, prefix: str) -> Iterator[Path]:
+    """A new temporary folder next to ``target``, renamed to ``target`` when the block succeeds and removed
+    when it raises (Ctrl-C included): nothing half-written is left."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    try:
+        yield tmp
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _is_gt_folder(folder: Path) -> bool:
     return (folder / CAMERAS_FILE).is_file()
 
@@ -171,8 +185,7 @@ def write_gt(clip_root: Path, names: Sequence[str], K: np.ndarray, camera_from_w
     target = clip_root / GT_DIR
     _replace_target(target, overwrite, _is_gt_folder)
     clip_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".gt.tmp-", dir=clip_root))
-    try:
+    with _renamed_into_place(target, ".gt.tmp-") as tmp:
         depth_record = _write_depth(tmp, depths, depth_format, depth_scale, png_level)
         files = {"depth": depth_record}
         if mask_list is not None:
@@ -180,10 +193,6 @@ def write_gt(clip_root: Path, names: Sequence[str], K: np.ndarray, camera_from_w
         data = build_gt_cameras_json(names, list(sources) if sources else list(names), sizes, K, camera_from_world,
                                      fps, files, depth_record, source_frames, about)
         write_json(tmp / CAMERAS_FILE, data)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -225,13 +234,8 @@ def write_gt_clip(out: Path, names: Sequence[str], images: ArrayOrList, K: np.nd
         raise ValueError("images: expected uint8 RGB [T, H, W, 3] per camera")
     _replace_target(out, overwrite, lambda folder: (folder / GT_DIR / CAMERAS_FILE).is_file())
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with _renamed_into_place(out, f".{out.name}.tmp-") as tmp:
         sources = [write_camera_images(tmp, name, f, image_format, fps, png_level) for name, f in zip(names, frames)]
         write_gt(tmp, names, K, camera_from_world, depth, masks, fps=fps, sources=sources,
                  depth_format=depth_format, depth_scale=depth_scale, about=about, png_level=png_level)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
