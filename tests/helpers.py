@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from models.vggt import VGGT
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DATA = Path(__file__).resolve().parent / "data"
-CAMS = REPO / "examples" / "cams"  # the example rig: 4 videos (cam0..cam3), 24 frames of 224 x 168
+EXAMPLES = REPO / "examples"
+CAMS = EXAMPLES / "cams"  # the example rig: 4 videos (cam0..cam3), 24 frames of 224 x 168
 # The real network at its tiny preset with seeded random weights: a whole run without any download.
 TINY_RUN = ("--preset", "tiny", "--weights", "random")
 
@@ -33,6 +35,14 @@ def needs_shared(*parts: str) -> pytest.MarkDecorator:
     """A skip mark for tests (or modules) that need ``../shared/<parts>``."""
     path = SHARED.joinpath(*parts)
     return pytest.mark.skipif(not path.exists(), reason=f"{path} not available (only in the project's workspace)")
+
+
+def example_module(name: str):
+    """The script ``examples/<name>.py`` loaded as a module (examples/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def reconstruct_cli(*args: object) -> Result:

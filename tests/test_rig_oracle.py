@@ -3,9 +3,7 @@ must come out as the ground truth again (world points, trajectories, depth, intr
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,22 +15,15 @@ from page4d_cli.pipeline.preprocess import intrinsics_to_network
 from page4d_cli.pipeline.read_clip import read_clip
 from page4d_cli.pipeline.types import Prediction
 from page4d_cli.pipeline.write_outputs import ExportOptions, export_reconstruction
+from tests.helpers import CAMS, example_module
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 T = 6
-
-
-def _rig_module():
-    spec = importlib.util.spec_from_file_location("make_synthetic_rig", EXAMPLES / "make_synthetic_rig.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    rig = _rig_module().render_rig(224, 168, 24, cameras=4)
-    batch = read_clip(EXAMPLES / "cams", frames=T, size=224, mode="crop")  # 224 x 168: the rig's own size
+    rig = example_module("make_synthetic_rig").render_rig(224, 168, 24, cameras=4)
+    batch = read_clip(CAMS, frames=T, size=224, mode="crop")  # 224 x 168: the rig's own size
     idx = batch.frame_indices[:, 0]
     V = len(batch.cameras)
     K_net = np.stack([intrinsics_to_network(rig["intrinsics"][v], batch.transforms[v]) for v in range(V)])

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from page4d_cli.pipeline.preprocess import resize_mask
 from page4d_cli.pipeline.read_clip import read_clip
+from tests.helpers import CAMS, example_module
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("make_synthetic_rig", EXAMPLES / "make_synthetic_rig.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rig_module = _load_generator()
+rig_module = example_module("make_synthetic_rig")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +19,7 @@ def rig():
 
 @pytest.fixture(scope="module")
 def committed_gt():
-    return rig_module.load_ground_truth(EXAMPLES / "cams")
+    return rig_module.load_ground_truth(CAMS)
 
 
 def unproject(depth: np.ndarray, K: np.ndarray, camera_from_world: np.ndarray) -> np.ndarray:
@@ -45,7 +33,7 @@ def unproject(depth: np.ndarray, K: np.ndarray, camera_from_world: np.ndarray) -
 
 
 def test_committed_videos_decode_to_4_cameras_by_24_frames(rig):
-    batch = read_clip(EXAMPLES / "cams", size=224)
+    batch = read_clip(CAMS, size=224)
     assert [cam.name for cam in batch.cameras] == ["cam0", "cam1", "cam2", "cam3"]
     assert all(cam.size == (224, 168) and cam.num_frames == 24 and cam.fps == pytest.approx(30.0)
                for cam in batch.cameras)
@@ -115,7 +103,7 @@ def test_dynamic_mask_is_the_moving_sphere(rig):
 
 
 def test_auto_masks_find_the_sphere_in_the_committed_videos(committed_gt):
-    batch = read_clip(EXAMPLES / "cams", frames=4, size=224, auto_masks=True)
+    batch = read_clip(CAMS, frames=4, size=224, auto_masks=True)
     for v in range(4):
         for t, index in enumerate(batch.frame_indices[:, v]):
             truth = resize_mask(committed_gt["dynamic_mask"][index, v], batch.transforms[v]) > 0
