@@ -141,7 +141,10 @@ def fused_points(pred: Prediction, batch: ClipBatch, instant: int, point_filter:
         if point_filter.points_from == "head":
             points = pred.world_points[instant, v].astype(np.float64)
         else:
-            points = geometry.unproject_depth(depth, pred.intrinsic[instant, v], pred.extrinsic[instant, v])
+            # Pixels with unusable depth (inf from an overflowing head, NaN) unproject to non-finite points,
+            # dropped by ``keep`` right below: numpy need not warn about them on the user's terminal.
+            with np.errstate(invalid="ignore", over="ignore"):
+                points = geometry.unproject_depth(depth, pred.intrinsic[instant, v], pred.extrinsic[instant, v])
         keep &= np.all(np.isfinite(points), axis=-1)
         all_points.append(points[keep])
         all_colors.append(np.moveaxis(batch.images[instant, v], 0, -1)[keep].astype(np.float64))
