@@ -178,6 +178,23 @@ def test_an_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list((tmp_path / "videos").iterdir()) == []
 
 
+def test_an_interrupted_overwrite_keeps_the_previous_ground_truth(clip, monkeypatch):
+    path, (images, K, E, depth, _) = clip
+    before = {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the new cameras.json is written
+
+    monkeypatch.setattr("page4d_cli.data.gt_write.write_json", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_gt(path, ["cam00", "cam01"], K, E, depth * 2, overwrite=True)
+    with pytest.raises(KeyboardInterrupt):
+        write_gt_clip(path, ["cam00", "cam01"], images, K, E, depth * 2, overwrite=True)
+    after = {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    assert after == before  # the old clip and its gt/ are intact, byte for byte
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary left beside it
+
+
 def test_a_static_rig_may_give_one_pose_per_camera(clip):
     path, (_, K, E, _, _) = clip
 

@@ -24,6 +24,7 @@ from typing import Iterator, Optional, Sequence, Union
 import cv2
 import numpy as np
 
+from page4d_cli import signals
 from page4d_cli.data.cameras_file import DEPTH_FORMATS
 from page4d_cli.data.errors import DataFormatError
 from page4d_cli.data.gt_clip import CAMERAS_FILE, GT_DIR
@@ -132,24 +133,42 @@ def _write_masks(gt_dir: Path, masks: list[np.ndarray], png_level: int) -> dict:
             "decode": "non-zero = dynamic object, 0 = static", "resolution": "original"}
 
 
-def _replace_target(target: Path, overwrite: bool, is_ours) -> None:
+def _check_target(target: Path, overwrite: bool, is_ours) -> None:
+    """Refuse an existing ``target`` unless ``overwrite`` and page4d wrote it (it is replaced only at the end)."""
     if not target.exists():
         return
     if not overwrite:
         raise DataFormatError(f"{target}: already exists; pass overwrite=True (--overwrite) or choose another folder")
     if not is_ours(target):
         raise DataFormatError(f"{target}: exists and was not written by page4d; move it away or choose another folder")
-    shutil.rmtree(target)
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` to ``target``; an existing ``target`` is moved aside first and deleted only after."""
+    if not target.exists():
+        tmp.rename(target)
+        return
+    with signals.deferred():  # the two renames belong together: Ctrl-C waits for them
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        old.rmdir()  # only a unique free name was wanted
+        target.rename(old)
+        try:
+            tmp.rename(target)
+        except BaseException:
+            old.rename(target)  # put the previous folder back
+            raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def _renamed_into_place(target: Path, prefix: str) -> Iterator[Path]:
-    """A new temporary folder next to ``target``, renamed to ``target`` when the block succeeds and removed
-    when it raises (Ctrl-C included): nothing half-written is left."""
+    """A new temporary folder next to ``target``, swapped in for ``target`` when the block succeeds and
+    removed when it raises (Ctrl-C included): nothing half-written is left, and a folder being replaced
+    (``overwrite``) stays intact until its successor is complete."""
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     try:
         yield tmp
-        tmp.rename(target)
+        _swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -183,7 +202,7 @@ def write_gt(clip_root: Path, names: Sequence[str], K: np.ndarray, camera_from_w
     if mask_list is not None and any(m.shape != d.shape for m, d in zip(mask_list, depths)):
         raise ValueError("masks: every camera's masks must have its depth's shape [T, H, W]")
     target = clip_root / GT_DIR
-    _replace_target(target, overwrite, _is_gt_folder)
+    _check_target(target, overwrite, _is_gt_folder)
     clip_root.mkdir(parents=True, exist_ok=True)
     with _renamed_into_place(target, ".gt.tmp-") as tmp:
         depth_record = _write_depth(tmp, depths, depth_format, depth_scale, png_level)
@@ -232,7 +251,7 @@ def write_gt_clip(out: Path, names: Sequence[str], images: ArrayOrList, K: np.nd
     frames = _per_camera(images, len(names), "images")
     if any(f.dtype != np.uint8 or f.ndim != 4 or f.shape[-1] != 3 for f in frames):
         raise ValueError("images: expected uint8 RGB [T, H, W, 3] per camera")
-    _replace_target(out, overwrite, lambda folder: (folder / GT_DIR / CAMERAS_FILE).is_file())
+    _check_target(out, overwrite, lambda folder: (folder / GT_DIR / CAMERAS_FILE).is_file())
     out.parent.mkdir(parents=True, exist_ok=True)
     with _renamed_into_place(out, f".{out.name}.tmp-") as tmp:
         sources = [write_camera_images(tmp, name, f, image_format, fps, png_level) for name, f in zip(names, frames)]
