@@ -149,17 +149,17 @@ def test_intrinsics_to_original_maps_projections(make_transform):
 def test_network_map_to_original_nearest_and_fill():
     values = np.arange(H * W, dtype=np.float64).reshape(H, W) + 1
     up = ImageTransform((2 * W, 2 * H), (W, H), (0.5, 0.5), (0.0, 0.0), "crop", (0, 0, W, H))
-    assert np.array_equal(preprocess.network_map_to_original(values, up, "nearest", fill=0.0),
+    assert np.array_equal(preprocess.network_map_to_original(values, up, fill=0.0),
                           values.repeat(2, 0).repeat(2, 1))
     # Crop: original columns 0..2 land at x = (j + 0.5) * 0.8 - 3 < 0 -> cropped away -> fill.
-    crop = preprocess.network_map_to_original(values, crop_transform(), "nearest", fill=np.nan)
+    crop = preprocess.network_map_to_original(values, crop_transform(), fill=np.nan)
     assert crop.shape == (36, 60)
     assert np.all(np.isnan(crop[:, :3])) and np.all(np.isnan(crop[:, -3:]))
     j, i = 30, 20
     x, y = (j + 0.5) * 0.8 - 3.0, (i + 0.5) * 0.8 - 0.4
     assert crop[i, j] == values[int(np.floor(y)), int(np.floor(x))]
     # Pad: every original pixel is content; rows map inside the valid box.
-    pad = preprocess.network_map_to_original(values, pad_transform(), "nearest", fill=0.0)
+    pad = preprocess.network_map_to_original(values, pad_transform(), fill=0.0)
     assert pad.shape == (40, 84) and np.all(pad > 0)
     assert np.array_equal(pad[0], values[4].repeat(2))
 
@@ -168,11 +168,11 @@ def test_nearest_mapping_keeps_the_dtype_and_widens_integer_maps_for_a_nan_fill(
     rng = np.random.default_rng(3)
     for tr in (crop_transform(), pad_transform()):
         maps = rng.uniform(1, 2, (H, W, 3)).astype(np.float32)
-        back = preprocess.network_map_to_original(maps, tr, "nearest", fill=0.0)
+        back = preprocess.network_map_to_original(maps, tr, fill=0.0)
         assert back.dtype == np.float32 and back.shape == (tr.original_size[1], tr.original_size[0], 3)
     labels = np.arange(H * W, dtype=np.uint8).reshape(H, W)
-    widened = preprocess.network_map_to_original(labels, crop_transform(), "nearest", fill=np.nan)  # not uint8
-    as_float = preprocess.network_map_to_original(labels.astype(np.float64), crop_transform(), "nearest", fill=np.nan)
+    widened = preprocess.network_map_to_original(labels, crop_transform(), fill=np.nan)  # not uint8
+    as_float = preprocess.network_map_to_original(labels.astype(np.float64), crop_transform(), fill=np.nan)
     assert np.isnan(widened[:, :3]).all() and np.array_equal(widened, as_float, equal_nan=True)
 
 

@@ -406,7 +406,7 @@ def test_map_back_to_original_resolution(mode):
     W, H = tf.network_size
     gx, gy = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
     x_map = gx.astype(np.float32)  # each network pixel holds its own x coordinate
-    back = network_map_to_original(x_map, tf, "linear")
+    back = network_map_to_original(x_map, tf)
     assert back.shape == (100, 200)
     ox = (np.arange(200) + 0.5) * tf.scale[0] + tf.offset[0]
     inside = (ox >= tf.valid_box[0]) & (ox < tf.valid_box[2])
@@ -414,31 +414,27 @@ def test_map_back_to_original_resolution(mode):
         assert not inside.all() and np.isnan(back[:, ~inside]).all()  # cropped-away columns are NaN
     else:
         assert inside.all()
-    expected = np.clip(ox, tf.valid_box[0] + 0.5, tf.valid_box[2] - 0.5)
-    np.testing.assert_allclose(back[:, inside], np.broadcast_to(expected[inside], back[:, inside].shape), atol=1e-4)
-    nearest = network_map_to_original(x_map, tf, "nearest")
-    assert np.nanmax(np.abs(nearest - np.where(inside, ox, np.nan)[None, :])) <= 0.5 + 1e-6
+    # each original pixel takes the network pixel holding its centre (x coordinate floor(ox) + 0.5)
+    expected = np.clip(np.floor(ox), tf.valid_box[0], tf.valid_box[2] - 1) + 0.5
+    np.testing.assert_array_equal(back[:, inside], np.broadcast_to(expected[inside], back[:, inside].shape))
     # masks survive network -> original -> network unchanged away from edges
     mask = np.zeros((100, 200), bool)
     mask[30:70, 60:150] = True
     network_mask = resize_mask(mask, tf)
-    back_mask = network_map_to_original(network_mask, tf, "nearest", fill=0)
+    back_mask = network_map_to_original(network_mask, tf, fill=0)
     assert set(np.unique(back_mask)) <= {0.0, 1.0}
     disagree = (back_mask != mask) & inside[None, :]
     assert disagree.sum() <= 2 * (40 + 90)  # at most a one-pixel rim
 
 
-def test_depth_interpolation_keeps_edges_sharp():
+def test_depth_maps_back_without_invented_depths():
     tf = make_transform((100, 50), (56, 28), "crop")
     depth = np.full((28, 56), 2.0, np.float32)
     depth[:, 28:] = 6.0
     depth[10:12, 5:8] = np.linspace(2.0, 2.02, 6, dtype=np.float32).reshape(2, 3)
-    linear = network_map_to_original(depth, tf, "linear")
-    edge_aware = network_map_to_original(depth, tf, "depth")
-    assert ((linear > 2.1) & (linear < 5.9)).any()  # bilinear invents in-between depths
-    assert not ((edge_aware > 2.1) & (edge_aware < 5.9)).any()
-    smooth = edge_aware[18:24, 8:16]
-    assert len(np.unique(smooth)) > 3  # but still interpolates smooth regions
+    back = network_map_to_original(depth, tf, fill=0.0)
+    assert set(np.unique(back)) <= set(np.unique(depth)) | {0.0}  # no depth between foreground and background
+    assert back.dtype == np.float32 and (back == 6.0).any() and (back == 2.0).any()
 
 
 # --------------------------------------------------------------------------------------------- masks

@@ -8,7 +8,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from page4d_cli.pipeline.preprocess import make_transform, network_map_to_original
+from page4d_cli.pipeline.preprocess import make_transform
 from page4d_cli.preview import PreviewOptions, write_previews
 from page4d_cli.preview.grid import DEPTH_COLUMN, GridLayout
 from page4d_cli.preview.source import PreviewClip
@@ -108,13 +108,36 @@ def test_gif_when_mp4_is_not_allowed(tmp_path):
     assert len(imageio.mimread(tmp_path / "preview" / "depth.gif")) == 2
 
 
+def bilinear_to_original(image: np.ndarray, transform) -> np.ndarray:
+    """Reference: each original pixel centre mapped into the network image (pixel-centre convention), bilinear
+    between the network pixels of the content box (clamped to it); centres outside the box are 0."""
+    (sx, sy), (ox, oy) = transform.scale, transform.offset
+    x0, y0, x1, y1 = transform.valid_box
+    width, height = transform.original_size
+    xs, ys = (np.arange(width) + 0.5) * sx + ox, (np.arange(height) + 0.5) * sy + oy
+
+    def corners(pos, lo, hi):
+        left = np.floor(pos - 0.5)
+        weight = (pos - 0.5 - left)
+        return np.clip(left, lo, hi).astype(int), np.clip(left + 1, lo, hi).astype(int), weight
+
+    (c0, c1, wx), (r0, r1, wy) = corners(xs, x0, x1 - 1), corners(ys, y0, y1 - 1)
+    wx, wy = wx[None, :, None], wy[:, None, None]
+    top = image[r0][:, c0] * (1 - wx) + image[r0][:, c1] * wx
+    bottom = image[r1][:, c0] * (1 - wx) + image[r1][:, c1] * wx
+    out = top * (1 - wy) + bottom * wy
+    out[~((ys >= y0) & (ys < y1))] = 0
+    out[:, ~((xs >= x0) & (xs < x1))] = 0
+    return out
+
+
 @pytest.mark.parametrize("original, network, mode", [((640, 480), (518, 392), "crop"), ((640, 480), (518, 518), "pad"),
                                                      ((300, 500), (224, 168), "crop")])
 def test_input_frames_follow_the_reference_mapping(original, network, mode):
     transform = make_transform(original, network, mode)
     rng = np.random.default_rng(1)
     image = cv2.GaussianBlur((rng.random((network[1], network[0], 3)) * 255).astype(np.uint8), (0, 0), 3)
-    reference = network_map_to_original(image.astype(np.float32), transform, "linear", fill=0.0)
+    reference = bilinear_to_original(image.astype(np.float32), transform)
     got = network_image_to_original(image, transform)
     assert got.shape == reference.shape
     assert np.abs(got.astype(float) - reference).max() <= 1.0  # rounding only

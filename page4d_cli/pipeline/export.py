@@ -289,7 +289,7 @@ def _write_maps(out_dir: Path, folder: str, maps: np.ndarray, batch: ClipBatch, 
     for v, transform in enumerate(batch.transforms):
         for t in range(maps.shape[0]):
             # Nearest: depth is never blended across object edges; cropped-away pixels get 0 = invalid.
-            values = preprocess.network_map_to_original(maps[t, v], transform, "nearest", fill=0.0)
+            values = preprocess.network_map_to_original(maps[t, v], transform, fill=0.0)
             values = quantize_png16(values, scale) if fmt == "png" else np.where(
                 geometry.valid_depth(values), values, 0.0).astype(np.float32)
             write_map_file(Path(out_dir) / folder / camera_dir(v) / frame_name(t, fmt), values, fmt)
@@ -336,7 +336,7 @@ def write_dynamic_masks(out_dir: Path, pred: Prediction, batch: ClipBatch, mode:
     probability = np.nan_to_num(pred.dynamic_mask.astype(np.float64), nan=0.0)
     for v, transform in enumerate(batch.transforms):
         for t in range(probability.shape[0]):
-            m = preprocess.network_map_to_original(probability[t, v], transform, "nearest", fill=0.0)
+            m = preprocess.network_map_to_original(probability[t, v], transform, fill=0.0)
             m = np.where(m > 0.5, 255, 0) if mode == "binary" else np.rint(np.clip(m, 0, 1) * 255)
             write_map_file(Path(out_dir) / "masks" / camera_dir(v) / frame_name(t, "png"), m.astype(np.uint8), "png")
             if tick is not None:

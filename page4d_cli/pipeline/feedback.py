@@ -76,7 +76,7 @@ def write_auto_masks(out_dir: Path, batch: ClipBatch) -> dict:
     for v, transform in enumerate(batch.transforms):
         for t in range(batch.ext_masks.shape[0]):
             network_mask = batch.ext_masks[t, v].astype(np.float32)
-            mask = preprocess.network_map_to_original(network_mask, transform, "nearest", fill=0.0)
+            mask = preprocess.network_map_to_original(network_mask, transform, fill=0.0)
             export.write_map_file(folder / export.camera_dir(v) / export.frame_name(t, "png"),
                                   np.where(mask > 0.5, 255, 0).astype(np.uint8), "png")
     return {"pattern": AUTO_MASKS_DIR + "/cam{v:02d}/frame_{t:04d}.png", "source": "--auto-masks (input of the network)",

@@ -30,7 +30,6 @@ from page4d_cli.pipeline.options import MODES, NETWORK_WIDTH, PATCH, check_netwo
 from page4d_cli.pipeline.types import ImageTransform
 
 PAD_VALUE = 1.0  # white, as VGGT's pad mode
-DEPTH_EDGE_RELATIVE_JUMP = 0.05  # "depth" interpolation: neighbours differing > 5 % are an edge
 
 
 def network_size_for(original_size: tuple[int, int], width: int = NETWORK_WIDTH) -> tuple[int, int]:
@@ -140,48 +139,29 @@ def intrinsics_to_original(K_network: np.ndarray, tf: ImageTransform) -> np.ndar
     return np.linalg.inv(transform_matrix(tf)) @ np.asarray(K_network, dtype=np.float64)
 
 
-def network_map_to_original(map_hw: np.ndarray, tf: ImageTransform, interpolation: str = "nearest",
-                            fill: Optional[float] = None) -> np.ndarray:
+def network_map_to_original(map_hw: np.ndarray, tf: ImageTransform, fill: Optional[float] = None) -> np.ndarray:
     """Resample a network-resolution map ``[H, W]`` or ``[H, W, C]`` to the original ``[h, w(, C)]``.
 
-    Each original pixel takes the value at its centre mapped into the network image.
+    Nearest neighbour: each original pixel takes the network pixel holding its centre, so depth is never
+    blended across object edges (no "flying" points between foreground and background) and masks stay
+    binary. Original pixels whose centre falls outside the valid box (cropped away in crop mode) get
+    ``fill``: NaN by default for float maps, 0 for integer/bool maps (pass ``fill=0`` for "invalid").
+    Output dtype: the input's (widened only when ``fill`` does not fit it, e.g. NaN into an integer map).
+    Values are not rescaled (z-depth does not depend on resolution).
 
-    interpolation:
-      - "nearest": the network pixel holding that point (use for masks and labels);
-      - "linear": bilinear, clamped to the valid box so padding never bleeds in;
-      - "depth": bilinear, except where the 2 x 2 neighbours differ by more than 5 % of the nearest
-        depth or one is NaN; there it is nearest, so depth edges do not produce "flying" points halfway
-        between foreground and background.
-
-    Original pixels whose centre falls outside the valid box (cropped away in crop mode) get ``fill``:
-    NaN by default for float maps, 0 for integer/bool maps (pass ``fill=0`` for float masks).
-    Output dtype: the input's for "nearest" (widened only when ``fill`` does not fit it, e.g. NaN into
-    an integer map), float32 otherwise. Values are not rescaled (z-depth does not depend on resolution).
-
-    This is the one implementation of the network -> original mapping, for reading and writing alike.
+    This is the one implementation of the network -> original mapping: the exporters, the training
+    evaluation and ``page4d eval`` (through the written maps) all see the same pixels.
     """
     values = np.asarray(map_hw)
     if values.shape[:2] != (tf.network_size[1], tf.network_size[0]):
         raise ValueError(f"map is {values.shape[:2]} but the network size (H, W) is "
                          f"{(tf.network_size[1], tf.network_size[0])}")
-    if interpolation not in ("nearest", "linear", "depth"):
-        raise ValueError(f"unknown interpolation {interpolation!r}")
-    if interpolation == "depth" and values.ndim != 2:
-        raise ValueError("'depth' interpolation expects an [H, W] map")
-    floating = np.issubdtype(values.dtype, np.floating) or interpolation != "nearest"
+    floating = np.issubdtype(values.dtype, np.floating)
     fill_value = (np.nan if floating else 0) if fill is None else fill
     (x_pos, x_in), (y_pos, y_in) = _original_centres_in_network(tf, 0), _original_centres_in_network(tf, 1)
-    x_lo, x_hi, y_lo, y_hi = tf.valid_box[0], tf.valid_box[2] - 1, tf.valid_box[1], tf.valid_box[3] - 1
-    near_x = np.clip(np.floor(x_pos).astype(np.int64), x_lo, x_hi)
-    near_y = np.clip(np.floor(y_pos).astype(np.int64), y_lo, y_hi)
-    nearest = values[near_y[:, None], near_x[None, :]]
-    if interpolation == "nearest":
-        out = nearest.copy()
-    else:
-        out = _bilinear(values.astype(np.float32), x_pos, y_pos, (x_lo, x_hi), (y_lo, y_hi))
-        if interpolation == "depth":
-            out = np.where(_depth_edges(values.astype(np.float32), x_pos, y_pos, (x_lo, x_hi), (y_lo, y_hi)),
-                           nearest.astype(np.float32), out)
+    near_x = np.clip(np.floor(x_pos).astype(np.int64), tf.valid_box[0], tf.valid_box[2] - 1)
+    near_y = np.clip(np.floor(y_pos).astype(np.int64), tf.valid_box[1], tf.valid_box[3] - 1)
+    out = values[near_y[:, None], near_x[None, :]]  # fancy indexing: a new array
     outside = ~(y_in[:, None] & x_in[None, :])
     if outside.any():
         if not np.issubdtype(out.dtype, np.floating) and not float(fill_value).is_integer():
@@ -198,37 +178,3 @@ def _original_centres_in_network(tf: ImageTransform, axis: int) -> tuple[np.ndar
     return centres, inside
 
 
-def _corner_indices(pos: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Left/right sample index and weight of the right one, positions measured at pixel centres."""
-    centred = pos - 0.5
-    left = np.floor(centred)
-    weight = (centred - left).astype(np.float32)
-    left = left.astype(np.int64)
-    return np.clip(left, lo, hi), np.clip(left + 1, lo, hi), weight
-
-
-def _corners(values, x_pos, y_pos, x_range, y_range):
-    x0, x1, wx = _corner_indices(x_pos, *x_range)
-    y0, y1, wy = _corner_indices(y_pos, *y_range)
-    corners = [values[y[:, None], x[None, :]] for y in (y0, y1) for x in (x0, x1)]
-    return corners, wx, wy
-
-
-def _bilinear(values, x_pos, y_pos, x_range, y_range) -> np.ndarray:
-    (c00, c01, c10, c11), wx, wy = _corners(values, x_pos, y_pos, x_range, y_range)
-    extra = (None,) * (values.ndim - 2)
-    wx = wx[(None, slice(None)) + extra]
-    wy = wy[(slice(None), None) + extra]
-    top = c00 * (1 - wx) + c01 * wx
-    bottom = c10 * (1 - wx) + c11 * wx
-    return (top * (1 - wy) + bottom * wy).astype(np.float32)
-
-
-def _depth_edges(values, x_pos, y_pos, x_range, y_range) -> np.ndarray:
-    corners, _, _ = _corners(values, x_pos, y_pos, x_range, y_range)
-    stack = np.stack(corners)
-    with np.errstate(invalid="ignore"):
-        spread = stack.max(axis=0) - stack.min(axis=0)
-        closest = np.abs(stack).min(axis=0)
-        edge = ~(spread <= DEPTH_EDGE_RELATIVE_JUMP * closest)  # NaN anywhere -> edge
-    return edge

@@ -73,8 +73,9 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
 def network_image_to_original(rgb: np.ndarray, transform: ImageTransform) -> np.ndarray:
     """A network-resolution RGB uint8 image ``[H_net, W_net, 3]`` -> ``[h, w, 3]`` at the original resolution.
 
-    Bilinear (``cv2.warpAffine``; ``preprocess.network_map_to_original`` is the reference mapping but
-    ~50x slower on images); original pixels whose centre falls outside the content box are black.
+    Bilinear (``cv2.warpAffine``) with the pixel-centre mapping of ``preprocess.network_map_to_original``
+    (which is nearest: right for depth and masks, blocky for a picture); original pixels whose centre falls
+    outside the content box are black.
     """
     (sx, sy), (ox, oy) = transform.scale, transform.offset
     width, height = transform.original_size

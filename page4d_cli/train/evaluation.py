@@ -47,9 +47,9 @@ def predict_clip(model, clip, cfg: TrainConfig, device: torch.device):
     for v in range(V):
         tf = make_transform(clip.image_size(v), (W, H), spec.mode)
         for t in range(T):
-            depth_orig[t][v] = np.nan_to_num(network_map_to_original(depth[t, v], tf, "depth", fill=0.0), nan=0.0)
+            depth_orig[t][v] = np.nan_to_num(network_map_to_original(depth[t, v], tf, fill=0.0), nan=0.0)
             if mask is not None:
-                mask_orig[t][v] = network_map_to_original(mask[t, v], tf, "nearest", fill=0.0)
+                mask_orig[t][v] = network_map_to_original(mask[t, v], tf, fill=0.0)
             with np.errstate(invalid="ignore", over="ignore"):  # non-finite K is handled below
                 K_orig[t, v] = intrinsics_to_original(K_net[t, v], tf)
     if not np.isfinite(K_orig).all():
