@@ -24,7 +24,7 @@ from page4d_cli.pipeline.records import RUN_REQUIRED, validate_cameras_json
 from page4d_cli.pipeline.types import ImageTransform
 from tests.helpers import CAMS, TINY_RUN, reconstruct_cli, shared_path
 
-TINY_70PX = [*TINY_RUN, "--size", 70]
+TINY_70PX = [*TINY_RUN, "--size", 70, "--no-preview"]  # previews: tests/test_preview_reconstruct.py
 
 
 def leftovers(parent: Path) -> list[str]:
@@ -187,7 +187,8 @@ def test_synthetic_pi3_weights_write_provenance(tmp_path):
 
     pi3 = write_synthetic(tmp_path / "pi3.safetensors", "pi3", **TINY)
     out = tmp_path / "o"
-    result = reconstruct_cli(CAMS, "--preset", "tiny", "--pi3", pi3, "--frames", 2, "--size", 70, "--out", out, "-q")
+    result = reconstruct_cli(CAMS, "--preset", "tiny", "--pi3", pi3, "--frames", 2, "--size", 70, "--no-preview", "--out", out,
+                            "-q")
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == ""  # --quiet: no summary
     run = json.loads((out / "run.json").read_text())
@@ -233,7 +234,7 @@ def test_default_output_folder_and_overwrite(tmp_path, monkeypatch):
 def test_real_dexycb_clip_with_external_masks(tmp_path):
     clip = shared_path("data", "dexycb-4view")
     out = tmp_path / "dexycb"
-    result = reconstruct_cli(clip, *TINY_RUN, "--size", 56, "--masks", clip / "masks", "--out", out, "-q")
+    result = reconstruct_cli(clip, *TINY_RUN, "--size", 56, "--no-preview", "--masks", clip / "masks", "--out", out, "-q")
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
     assert [c["name"] for c in run["input"]["cameras"]] == ["cam0", "cam1", "cam2", "cam3"]
