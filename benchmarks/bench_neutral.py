@@ -1,6 +1,6 @@
 """Cost of neutral work: single vs dual stream, skips on vs off, and the DPT head's peak vs VGGT's.
 
-Rows (issue 13): T=1 x V=4 full model at 224 px; T=8 and T=16 x V=4 small-preset aggregator at 224 px.
+Rows: T=1 x V=4 full model at 224 px; T=8 and T=16 x V=4 small-preset aggregator at 224 px.
 Settings: (a) "as loaded": geometry blocks equal to the pose blocks, every lambda 0, temporal
 frequencies 0 (what the loader produces); (b) "moved": lambdas 0.5, temporal frequencies 0.3, the
 geometry blocks perturbed. An external mask is given in both, so the mask biases have work to do.
@@ -9,7 +9,7 @@ Variants, all sharing ONE set of weights (no extra memory):
     ref        pure single stream: no temporal encoding, no mask bias (the least this architecture computes)
     single     single stream with the mask bias and temporal encoding
     dual       dual stream (the default), neutral skips on
-    dual-off   dual stream with every skip disabled (the computation before issue 13)
+    dual-off   dual stream with every skip disabled (docs/design.md, "New parts start neutral")
 Time: median of ``--reps`` passes, ABAB-interleaved over the variants, one thread, ratios to ``ref``.
 Peak: bytes of live tensors in one extra, untimed pass (``benchmarks/tensor_memory.py``).
 Heads: peak of our depth head vs VGGT's forward of the same modules (``benchmarks/vggt_reference_dpt.py``).

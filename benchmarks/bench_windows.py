@@ -8,7 +8,7 @@ interleaved (A B C D A B C D ...) so that load from other jobs on a shared machi
 
 Reported per configuration (median over the repeats):
 - windows, and instants computed (T + (windows - 1) x overlap);
-- expected cost = instants computed / T, the issue's single-pass x (1 + overlap / (window - overlap));
+- expected cost = instants computed / T, i.e. one pass x (1 + overlap / (window - overlap));
 - network CPU seconds (process CPU time from the first network step to the end of stitching; with
   ``--threads 1`` this is insensitive to other jobs, unlike wall time, also shown) and its ratio to one pass;
 - peak RSS at the end of the network stage (what ``--max-images-per-pass`` bounds) and of the whole run.

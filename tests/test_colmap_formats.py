@@ -1,4 +1,4 @@
-"""Issue 10 item 13: COLMAP for splatting users: a binary model on request, a settable and documented
+"""COLMAP for splatting users: a binary model on request, a settable and documented
 points cap, and ``colmap/sparse/0/points3D.ply`` as gaussian-splatting reads it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 10 item 5: external masks are matched to frames by name, never by position.
+"""External masks are matched to frames by name, never by position.
 
 A user's masks folder with one file missing must fail naming that file (not shift the next mask onto
 the frame), and the ``masks/camXX/frame_TTTT.png`` folder a ``reconstruct`` run writes can be fed back.

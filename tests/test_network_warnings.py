@@ -1,5 +1,5 @@
-"""The network's notices (``models.errors.NetworkWarning``) reach the user through the reporter, once each
-(issue 11 §2): ``pipeline.predict.network_warnings_to`` routes them; other warnings pass through unchanged."""
+"""The network's notices (``models.errors.NetworkWarning``) reach the user through the reporter, once each:
+``pipeline.predict.network_warnings_to`` routes them; other warnings pass through unchanged."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 10 item 10: sensible sizes. PLY coordinates are float32, and ``--size`` never upsamples a
+"""Sensible sizes. PLY coordinates are float32, and ``--size`` never upsamples a
 camera narrower than the network's 518 pixels unless asked."""
 
 from __future__ import annotations

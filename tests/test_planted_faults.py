@@ -1,4 +1,4 @@
-"""Tests for faults that were planted in the pipeline and that no earlier test caught (issue 11 §4)."""
+"""Tests for faults that were planted in the pipeline and that no earlier test caught."""
 
 from __future__ import annotations
 

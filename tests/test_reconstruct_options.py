@@ -1,4 +1,4 @@
-"""One definition per ``reconstruct`` option (issue 11 §1): defaults, choices and checks in options.py;
+"""One definition per ``reconstruct`` option: defaults, choices and checks in options.py;
 every option checked before any work; run.json's command re-runs the same reconstruction."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``page4d reconstruct`` never loses a user's files (issue 10 items 1-4, 8, 9, 11, 12).
+"""``page4d reconstruct`` never loses a user's files.
 
 Each test meets the problem the way a user does: run the CLI, then check the exit code, the one line
 on stderr and the file system afterwards. Most run in-process (Typer's CliRunner, whose stderr is not

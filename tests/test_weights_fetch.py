@@ -264,7 +264,7 @@ def test_corrupt_cached_copy_of_the_right_size_is_replaced_in_the_same_run(hub, 
 
 
 def test_library_fetch_says_everything_through_the_reporter(hub, env, capfd):
-    """No print, echo or progress bar of its own (issue 11 §2): a fetch that resumes a broken transfer
+    """No print, echo or progress bar of its own (the library talks through the reporter): a fetch that resumes a broken transfer
     and replaces a bad cached copy writes nothing to stdout/stderr; the reporter hears all of it."""
     data = fake_bytes()
     hub.add(*PI3, data, drop_after=100_000)

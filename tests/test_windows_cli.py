@@ -1,4 +1,4 @@
-"""Issue 10 item 7 as a user meets it: a long clip run in windows computes each instant once, except
+"""Windows as a user meets them: a long clip run in windows computes each instant once, except
 exactly ``--overlap`` instants per window boundary, and the stitched output is one consistent clip."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 10 item 6: the world frame is what cameras.json says, in every output, with ``--ref-camera`` too.
+"""The world frame is what cameras.json says, in every output, with ``--ref-camera`` too.
 
 The reference camera at the first instant has exactly the identity camera-from-world in cameras.json,
 its TUM trajectory and the COLMAP model, and the point cloud is in that camera's frame; output

@@ -8,7 +8,7 @@ of the ``with`` block succeeded::
     with atomic_output_dir(out, overwrite, protect=[input_dir]) as tmp:
         write_everything(tmp)                 # an exception, Ctrl-C or SIGTERM here removes tmp
 
-Rules (issue 10):
+Rules:
 
 - An existing target is refused without ``overwrite``. With it, the target is replaced only when it
   is recognisably a page4d output (its ``run.json`` carries ``"format": RUN_FORMAT``) and is neither
