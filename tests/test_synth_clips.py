@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -109,6 +111,41 @@ def test_cli_synth_then_check(tmp_path):
     assert result.exit_code == 0, result.output and "1 clip checked: ok" in result.stdout
     bad = runner.invoke(app, ["data", "synth", str(tmp_path / "t"), "--size", "big"])
     assert bad.exit_code == 1 and "--size big" in bad.output
+
+
+
+def synth_cli(out) -> object:
+    return CliRunner().invoke(app, ["data", "synth", str(out), "--clips", "1", "--cameras", "1", "--frames", "1",
+                                    "--size", "16x16", "-q"])
+
+
+def refused_in_one_line(result, *words: str) -> None:
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1, result.output
+    assert len(errors) == 1 and all(word in errors[0] for word in words), result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_before_rendering(tmp_path, monkeypatch):
+    monkeypatch.setattr("page4d_cli.data.synth.render_clip",
+                        lambda *a, **k: pytest.fail("rendered although the output folder is unusable"))
+    refused_in_one_line(synth_cli("/proc/page4d_synth"), "/proc/page4d_synth", "cannot create folders in /proc")
+    assert not Path("/proc/page4d_synth").exists()
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    refused_in_one_line(synth_cli(a_file), str(a_file), "is a file")
+    refused_in_one_line(synth_cli(a_file / "clips"), str(a_file / "clips"), f"{a_file} is a file")
+    assert a_file.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_read_only_parent_is_one_line_before_rendering(tmp_path, monkeypatch):
+    from tests.test_reconstruct_safety import tmpfs  # root only: root writes through chmod 555 folders
+
+    with tmpfs(tmp_path / "ro", "1m", "ro") as mount:
+        monkeypatch.setattr("page4d_cli.data.synth.render_clip",
+                            lambda *a, **k: pytest.fail("rendered although the output folder is read-only"))
+        refused_in_one_line(synth_cli(mount / "clips"), str(mount / "clips"), "cannot create folders", "Read-only")
+        assert list(mount.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ from page4d_cli.data.errors import DataFormatError
 from page4d_cli.data.gt_write import write_gt_clip
 from page4d_cli.data.synth_render import SynthScene, render_frame
 from page4d_cli.data.synth_scene import sample_scene
+from page4d_cli.pipeline.output_dir import check_writable
 
 RIG_CHOICES = ("mixed", "static", "moving")
 IMAGE_FORMATS = ("png", "mp4")
@@ -107,9 +108,12 @@ def render_clip(scene: SynthScene) -> dict:
 
 
 def check_output(out: Path, options: SynthOptions) -> None:
-    """Fail before any rendering when the clips cannot be written."""
+    """Fail before any rendering when the clips cannot be written: ``out`` is a file, lies under a file,
+    cannot be created (``/proc/x``, a read-only mount: ``output_dir.check_writable``'s probe), or already
+    holds the clips (without ``overwrite``). One-line ``Page4DError``s naming ``out``."""
     if out.exists() and not out.is_dir():
         raise DataFormatError(f"{out}: is a file; choose a folder for the clips")
+    check_writable(out / clip_name(0), name=str(out))  # where the clips' temporary folders will be made
     if not options.overwrite:
         existing = [clip_name(i) for i in range(options.clips) if (out / clip_name(i)).exists()]
         if existing:

@@ -117,16 +117,21 @@ def _check_replaceable(target: Path, protect: Iterable[Path]) -> None:
                                 "(or move this one away yourself)")
 
 
-def check_writable(target: Path) -> None:
-    """Create and remove a probe folder where ``target`` will be created; ``OutputDirError`` if that fails."""
+def check_writable(target: Path, name: Optional[str] = None) -> None:
+    """Create and remove a probe folder where ``target`` will be created; ``OutputDirError`` if that fails.
+
+    ``name``: how the message names the output (default ``--out <target>``; ``page4d data synth`` names
+    its OUT folder).
+    """
+    name = f"--out {target}" if name is None else name
     base = nearest_existing(target.parent if target.exists() else target)
     if not base.is_dir():
-        raise OutputDirError(f"--out {target}: {base} is a file, not a folder; choose another output folder")
+        raise OutputDirError(f"{name}: {base} is a file, not a folder; choose another output folder")
     try:
         probe = tempfile.mkdtemp(prefix=".page4d-probe-", dir=base)
         os.rmdir(probe)
     except OSError as exc:
-        raise OutputDirError(f"--out {target}: cannot create folders in {base} ({exc.strerror or exc}); "
+        raise OutputDirError(f"{name}: cannot create folders in {base} ({exc.strerror or exc}); "
                              "choose a writable output folder") from None
 
 
