@@ -19,8 +19,6 @@ from page4d_cli.pipeline.preprocess import (
     make_transform,
     network_map_to_original,
     network_size_for,
-    network_to_original_xy,
-    original_to_network_xy,
     resize_image,
     resize_mask,
 )
@@ -33,6 +31,16 @@ SHARED_CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def original_to_network_xy(xy: np.ndarray, tf) -> np.ndarray:
+    """``[..., 2]`` original pixel coordinates -> network pixel coordinates (the transform's scale + offset)."""
+    return np.asarray(xy, dtype=np.float64) * np.asarray(tf.scale) + np.asarray(tf.offset)
+
+
+def network_to_original_xy(xy: np.ndarray, tf) -> np.ndarray:
+    """``[..., 2]`` network pixel coordinates -> original pixel coordinates."""
+    return (np.asarray(xy, dtype=np.float64) - np.asarray(tf.offset)) / np.asarray(tf.scale)
+
+
 def index_frame(index: int, width: int = 160, height: int = 120) -> np.ndarray:
     """RGB uint8 frame whose middle band shows ``index`` in binary as 8 bars (white = 1)."""
     frame = np.full((height, width, 3), 90, dtype=np.uint8)

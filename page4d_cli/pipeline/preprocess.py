@@ -119,16 +119,6 @@ def transform_matrix(tf: ImageTransform) -> np.ndarray:
     return np.array([[tf.scale[0], 0.0, tf.offset[0]], [0.0, tf.scale[1], tf.offset[1]], [0.0, 0.0, 1.0]])
 
 
-def original_to_network_xy(xy: np.ndarray, tf: ImageTransform) -> np.ndarray:
-    """``[..., 2]`` original pixel coordinates -> network pixel coordinates."""
-    return np.asarray(xy, dtype=np.float64) * np.asarray(tf.scale) + np.asarray(tf.offset)
-
-
-def network_to_original_xy(xy: np.ndarray, tf: ImageTransform) -> np.ndarray:
-    """``[..., 2]`` network pixel coordinates -> original pixel coordinates."""
-    return (np.asarray(xy, dtype=np.float64) - np.asarray(tf.offset)) / np.asarray(tf.scale)
-
-
 def intrinsics_to_network(K_original: np.ndarray, tf: ImageTransform) -> np.ndarray:
     """``[..., 3, 3]`` K in original pixels -> K in network pixels (``A @ K``); exact, no rounding."""
     return transform_matrix(tf) @ np.asarray(K_original, dtype=np.float64)
