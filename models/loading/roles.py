@@ -9,7 +9,6 @@ Stages (docs/design.md, "Three-stage loading"): 1 = the Pi3 file, 2 = the PAGE-4
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -46,11 +45,6 @@ INITIALISED_STAGE = 3
 STAGE_NAMES = {role.stage: f"stage {role.stage} ({role.label})" for role in ROLES.values()}
 STAGE_NAMES[INITIALISED_STAGE] = f"stage {INITIALISED_STAGE} (initialised)"
 STAGE_NAMES = dict(sorted(STAGE_NAMES.items()))
-
-
-def role_of_stage(stage: int) -> Optional[SourceRole]:
-    """The role that fills ``stage`` (None for stage 3)."""
-    return next((role for role in ROLES.values() if role.stage == stage), None)
 
 
 def accepted_layouts() -> dict[str, tuple[str, ...]]:

@@ -117,15 +117,6 @@ def robust_sim3(src: np.ndarray, dst: np.ndarray, weights: Optional[np.ndarray] 
 # ----------------------------------------------------------------------------- window planning
 
 
-def instants_per_pass(max_images_per_pass: int, num_cameras: int) -> int:
-    """How many instants fit in one pass: ``max_images_per_pass // V`` (at least 1 required)."""
-    per_pass = max_images_per_pass // num_cameras
-    if per_pass < 1:
-        raise ValueError(f"max_images_per_pass={max_images_per_pass} is less than the {num_cameras} cameras "
-                         "of one instant")
-    return per_pass
-
-
 def plan_windows(num_instants: int, max_instants: int, overlap: int = DEFAULT_OVERLAP) -> list[tuple[int, int]]:
     """Overlapping windows ``[(start, stop), ...]`` (stop exclusive) covering ``range(num_instants)``.
 
@@ -317,20 +308,3 @@ class WindowStitcher:
             return self._single, list(self.alignments)
         out = self._out
         return Prediction(**{name: out.get(name) for name in _FIELDS}), list(self.alignments)
-
-
-def stitch_windows(windows: Sequence[tuple[int, int]], predictions: Sequence[Prediction],
-                   max_points_per_overlap: int = 50_000, seed: int = 0) -> tuple[Prediction, list[WindowAlignment]]:
-    """Merge per-window predictions into one Prediction for the whole clip, in window 0's frame.
-
-    windows: from ``plan_windows`` (sorted, each overlapping the previous one, covering 0..T-1).
-    predictions: one per window, each in its own frame and scale. Instants covered by two windows
-    are taken from the earlier one. Returns the stitched prediction and, per window, the similarity
-    applied and its fit residual. (``WindowStitcher`` does the same one window at a time.)
-    """
-    if len(windows) != len(predictions) or not windows:
-        raise ValueError(f"{len(windows)} windows but {len(predictions)} predictions")
-    stitcher = WindowStitcher(windows, max_points_per_overlap, seed)
-    for prediction in predictions:
-        stitcher.add(prediction)
-    return stitcher.result()

@@ -211,9 +211,5 @@ def peak_memory_mb(device: torch.device) -> float:
         return float("nan")
 
 
-def eval_path(run: Path) -> Path:
-    return run / EVAL
-
-
 def optional_path(value: Optional[str]) -> Optional[str]:
     return str(Path(value).expanduser().resolve()) if value else None
