@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shlex
 from enum import Enum
 from pathlib import Path
@@ -84,15 +85,36 @@ def test_frames_all_and_a_typo(tmp_path):
     assert opt.parse_frames("all") is None and opt.parse_frames("7") == 7 and opt.format_frames(None) == "all"
 
 
+def test_the_recorded_command_has_absolute_paths_however_they_were_given(tmp_path, monkeypatch):
+    from page4d_cli.pipeline.records import equivalent_command, recorded_options
+
+    monkeypatch.chdir(tmp_path)
+    for spelled in (str, Path):
+        options = ReconstructOptions(out=spelled("rel/o"), pi3=spelled("w/m.safetensors"), masks=spelled("../m"))
+        args = shlex.split(equivalent_command("cams", options))
+        assert args[2] == str(tmp_path / "cams")
+        for flag, path in (("--out", tmp_path / "rel/o"), ("--pi3", tmp_path / "w/m.safetensors"),
+                           ("--masks", tmp_path.parent / "m")):
+            assert args[args.index(flag) + 1] == str(path), flag
+        assert recorded_options(options)["pi3"] == str(tmp_path / "w/m.safetensors")
+
+
 @pytest.mark.slow
-def test_run_json_command_reproduces_the_run(tmp_path):
-    first = tmp_path / "first"
-    options = ReconstructOptions(frames=None, stride=9, size=70, preset="tiny", weights="random", out=first,
+def test_run_json_command_reproduces_the_run(tmp_path, monkeypatch):
+    """Paths given as relative ``str``s are recorded absolute: the command re-runs from another folder."""
+    (tmp_path / "here").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    first = tmp_path / "here" / "first"
+    options = ReconstructOptions(frames=None, stride=9, size=70, preset="tiny", weights="random", out="first",
                                  preview=False, edge_filter=False, seed=3)
-    reconstruct(CAMS, options)  # the library run: no command line typed
-    command = json.loads((first / "run.json").read_text())["command_line"]
-    args = shlex.split(command)
+    reconstruct(os.path.relpath(CAMS), options)  # the library run: no command line typed
+    record = json.loads((first / "run.json").read_text())
+    args = shlex.split(record["command_line"])
     assert args[:2] == ["page4d", "reconstruct"] and "--frames" in args and args[args.index("--frames") + 1] == "all"
+    assert args[2] == str(CAMS.absolute()) and args[args.index("--out") + 1] == str(first)
+    assert record["options"]["out"] == str(first)
+    monkeypatch.chdir(tmp_path / "elsewhere")
     second = tmp_path / "second"
     args[args.index("--out") + 1] = str(second)
     result = CliRunner().invoke(app, args[1:])

@@ -62,6 +62,11 @@ def _to_jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def absolute_path(path: PathLike) -> str:
+    """``path`` as the records hold it: absolute, ``~`` expanded, ``..`` folded (``os.path.abspath``)."""
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
 def write_json(path: Path, data: dict) -> None:
     """Pretty JSON (non-finite floats are refused: they are not valid JSON)."""
     path = Path(path)
@@ -98,7 +103,7 @@ def build_cameras_json(pred: Prediction, batch: ClipBatch, files: dict[str, Opti
             "index": v,
             "name": info.name,
             "dir": camera_dir(v),
-            "source": str(info.path),
+            "source": absolute_path(info.path),  # the same from any folder, as run.json's paths
             "image_size": list(info.size),
             "network_size": list(transform.network_size),
             "image_transform": asdict(transform),
@@ -215,29 +220,40 @@ def write_run_json(out_dir: Path, info: dict) -> dict:
 # ----------------------------------------------------------------------------- run.json content
 
 
+def recorded_options(options) -> dict:
+    """The options as run.json records them: every path field (typed ``Path``, given as a ``Path`` or a
+    ``str``) absolute, so the record means the same from any folder; other values as they are."""
+    def is_path_field(spec) -> bool:  # the annotations are strings ("Optional[Path]"): __future__ annotations
+        return "Path" in str(spec.type)
+
+    return {spec.name: absolute_path(getattr(options, spec.name))
+            if is_path_field(spec) and getattr(options, spec.name) is not None else getattr(options, spec.name)
+            for spec in fields(options)}
+
+
 def equivalent_command(input_dir: PathLike, options) -> str:
     """The ``page4d reconstruct`` command line that gives these options (non-default ones only).
 
-    Paths are absolute, so the command re-runs from any folder; ``frames=None`` is ``--frames all``;
-    a flag that defaults on (``edge_filter``, ``preview``) is turned off with ``--no-<name>``.
+    Paths are absolute (``recorded_options``), so the command re-runs from any folder; ``frames=None``
+    is ``--frames all``; a flag that defaults on (``edge_filter``, ``preview``) is turned off with
+    ``--no-<name>``.
     """
     from page4d_cli.pipeline.options import format_frames
 
     defaults = type(options)()
-    args = ["page4d", "reconstruct", os.fspath(Path(input_dir).absolute())]
-    for spec in fields(options):
-        value = getattr(options, spec.name)
-        if spec.name == "command_line" or value == getattr(defaults, spec.name):
+    args = ["page4d", "reconstruct", absolute_path(input_dir)]
+    for name, value in recorded_options(options).items():
+        if name == "command_line" or value == getattr(defaults, name):
             continue
-        flag = "--" + spec.name.replace("_", "-")
-        if spec.name == "frames":
+        flag = "--" + name.replace("_", "-")
+        if name == "frames":
             args += [flag, format_frames(value)]
         elif value is None:
             continue  # an optional setting left to its automatic value
         elif isinstance(value, bool):
-            args.append(flag if value else "--no-" + spec.name.replace("_", "-"))
+            args.append(flag if value else "--no-" + name.replace("_", "-"))
         else:
-            args += [flag, os.fspath(Path(value).absolute()) if isinstance(value, Path) else str(value)]
+            args += [flag, str(value)]
     return shlex.join(args)
 
 
@@ -268,14 +284,14 @@ def input_record(input_dir: PathLike, options, batch: ClipBatch) -> dict:
     masks = None
     if batch.ext_masks is not None:
         masks = {"source": "external" if options.masks is not None else "auto",
-                 "dir": None if options.masks is None else str(Path(options.masks).absolute()),
+                 "dir": None if options.masks is None else absolute_path(options.masks),
                  "dynamic_fraction": float(np.mean(batch.ext_masks))}
     return {
-        "folder": str(Path(input_dir).absolute()),
+        "folder": absolute_path(input_dir),
         "num_instants": num_t,
         "num_cameras": num_v,
         "network_size": [width, height],
-        "cameras": [{"name": cam.name, "path": str(cam.path), "kind": cam.kind, "size": list(cam.size),
+        "cameras": [{"name": cam.name, "path": absolute_path(cam.path), "kind": cam.kind, "size": list(cam.size),
                      "fps": cam.fps, "num_frames": cam.num_frames} for cam in batch.cameras],
         "frame_indices": batch.frame_indices.tolist(),
         "masks": masks,
@@ -302,7 +318,7 @@ def build_run_info(input_dir: PathLike, options, batch: ClipBatch, selection, lo
             "windows": [list(window) for window in windows],
             "alignments": [describe_alignment(alignment) for alignment in alignments],
         },
-        "options": {key: str(value) if isinstance(value, Path) else value for key, value in asdict(options).items()},
+        "options": recorded_options(options),
         "export": files,
         "warnings": list(warnings),
     }
