@@ -55,7 +55,7 @@ def record_order(record: TensorRecord) -> tuple:
     """Network order from the record's fields: encoder, tokens, mask parts, layers 1..depth (Time, View,
     sparse; shared, pose, geo), heads, the rest."""
     if record.layer is not None:
-        return (1, record.layer, _KIND_ORDER[record.kind], STREAMS.index(record.stream))
+        return (1, record.layer, _KIND_ORDER[record.kind], STREAMS.index(record.stream or "shared"))
     if record.group in _FIXED_ORDER:
         return (0, _FIXED_ORDER.index(record.group), 0, 0)
     if record.group in _HEAD_ORDER:

@@ -38,7 +38,7 @@ def test_records_carry_place_role_rule_and_cause(files):
     assert (pose.layer, pose.kind, pose.stream, pose.role, pose.rule, pose.stage) == (2, "time", "pose", "pi3",
                                                                                        "block", 1)
     view = report.record("aggregator.view_blocks.3.norm1.weight")
-    assert (view.layer, view.kind, view.stream, view.role) == (4, "view", None, "page4d")
+    assert (view.layer, view.kind, view.stream, view.role) == (4, "view", "shared", "page4d")
     registers = report.record("aggregator.register_token")
     assert candidate_of(registers.rule, registers.candidate).adaptation is not None  # Pi3's 5 -> 4 registers
     temporal = [r for r in report.records if r.name.startswith("aggregator.temporal_pos.0.")]

@@ -108,7 +108,7 @@ def _plan_one(name, shape, readers, ctx, on_size_mismatch, layouts) -> TensorRec
             raise SizeMismatchError(message + "; the file is from a different model size/layout — use a matching "
                                     "--preset, or allow initialisation of mismatched tensors")
         adaptation = [cand.adaptation.describe] if cand.adaptation else []
-        if place.stream:
+        if place.stream in ("pose", "geo"):
             adaptation.append(f"copy for the {place.stream} stream")
         if cand.note:
             adaptation.append(cand.note)

@@ -14,9 +14,12 @@ import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from models.loading.roles import STAGE_NAMES
+
+if TYPE_CHECKING:  # models.token_layout imports torch; this module stays light
+    from models.token_layout import Stream
 
 __all__ = ["CAUSES", "STAGE_NAMES", "LoadReport", "TensorRecord"]
 
@@ -46,7 +49,7 @@ class TensorRecord:
     # -- structure (what code reads) --------------------------------------------------------------
     layer: Optional[int] = None  # 1-based layer of a Time/View/sparse block or temporal encoding
     kind: Optional[str] = None  # "time" | "view" | "sparse" (source_map.KINDS); None outside blocks
-    stream: Optional[str] = None  # None = shared, "pose" | "geo"
+    stream: Optional[Stream] = None  # a block's stream: "shared" | "pose" | "geo"; None outside blocks
     role: Optional[str] = None  # stage 1/2: the file role that filled it (models.loading.roles)
     rule: Optional[str] = None  # the source-map rule that matched (source_map.RULES_BY_NAME)
     candidate: Optional[int] = None  # stage 1/2: the index of the chosen candidate in that rule

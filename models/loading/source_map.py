@@ -24,29 +24,37 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, get_args
 
 import torch
 
+from models.token_layout import Stream
+
 #: Time-SA / View-SA / sparse Global-SA blocks, as recorded in ``TensorRecord.kind``.
 KINDS = {"time": "Time-SA", "view": "View-SA", "sparse": "sparse global"}
-#: ``None`` = the shared stream; ``pose`` / ``geo`` = the dual streams of the mid layers.
-STREAMS = (None, "pose", "geo")
+#: The streams a block belongs to (``models.token_layout.Stream``): ``shared``, then ``pose`` / ``geo``
+#: (the dual streams of the mid layers), in report order.
+STREAMS: tuple[Stream, ...] = get_args(Stream)
 
 
 @dataclass(frozen=True)
 class Place:
-    """Where a tensor sits: ``group`` (report label), 1-based ``layer``, ``kind`` (a key of KINDS), ``stream``."""
+    """Where a tensor sits: ``group`` (report label), 1-based ``layer``, ``kind`` (a key of KINDS), ``stream``
+    (a block's stream; None outside Time/View/sparse blocks)."""
 
     group: str
     layer: Optional[int] = None
     kind: Optional[str] = None
-    stream: Optional[str] = None
+    stream: Optional[Stream] = None
 
 
 def block_place(layer: int, kind: str, stream: Optional[str]) -> Place:
-    """The place of a Time/View/sparse block tensor; the group label is derived from the fields."""
-    suffix = f" / {stream}" if stream else ""
+    """The place of a Time/View/sparse block tensor; the group label is derived from the fields.
+    ``stream``: the name's ``pose`` / ``geo`` prefix, None (no prefix) for the shared stream."""
+    stream = stream or "shared"
+    if stream not in STREAMS:
+        raise ValueError(f"unknown stream {stream!r}; one of {STREAMS}")
+    suffix = "" if stream == "shared" else f" / {stream}"
     if kind == "sparse":
         return Place(f"sparse global after layer {layer}{suffix}", layer, kind, stream)
     return Place(f"layer {layer} / {KINDS[kind]}{suffix}", layer, kind, stream)
