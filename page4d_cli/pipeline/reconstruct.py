@@ -242,9 +242,7 @@ def run_network(predictor: NetworkPredictor, batch: ClipBatch, windows: list[tup
         stitcher.add(prediction)
         del prediction
         stitch_seconds += time.perf_counter() - clock
-        window_done = getattr(reporter, "window_done", None)  # optional in the reporter protocol
-        if window_done is not None:
-            window_done(k + 1, len(windows), start, stop)
+        reporter.window_done(k + 1, len(windows), start, stop)
     prediction, alignments = stitcher.result()
     return prediction, alignments, repaired, stitch_seconds
 
@@ -367,8 +365,8 @@ def reconstruct(input_dir: PathLike, options: Optional[ReconstructOptions] = Non
             timings["total"] = time.perf_counter() - started
             info = build_run_info(input_dir, options, batch, selection, load_report, policy, windows, alignments,
                                   timings, peak_memory(policy), files, warnings,
-                                  provenance_file=PROVENANCE_FILE if load_report is not None else None)
-            info["network"]["skipped as neutral"] = skipped_as_neutral
+                                  provenance_file=PROVENANCE_FILE if load_report is not None else None,
+                                  skipped_as_neutral=skipped_as_neutral)
             record = write_run_json(tmp, info)
     except OSError as exc:  # the temporary folder is removed by now
         if exc.errno in DISK_FULL_ERRNOS or not has_room(out_dir, needed_bytes):

@@ -300,8 +300,12 @@ def input_record(input_dir: PathLike, options, batch: ClipBatch) -> dict:
 
 def build_run_info(input_dir: PathLike, options, batch: ClipBatch, selection, load_report, policy: DevicePolicy,
                    windows: list[tuple[int, int]], alignments: list, timings: dict, memory: dict, files: dict,
-                   warnings: list[str], provenance_file: Optional[str]) -> dict:
-    """Everything run.json records (``records.build_run_record`` adds versions and the date)."""
+                   warnings: list[str], provenance_file: Optional[str], skipped_as_neutral: Optional[dict] = None) -> dict:
+    """Everything run.json records (``records.build_run_record`` adds versions and the date).
+
+    skipped_as_neutral: the aggregator's ``neutral_report()`` (new parts skipped because they are still
+    neutral, e.g. ``{"streams identical": "yes"}``; ``models/neutral.py``), recorded under ``network``.
+    """
     return {
         "command_line": options.command_line or equivalent_command(input_dir, options),
         "device": str(policy.device),
@@ -317,6 +321,7 @@ def build_run_info(input_dir: PathLike, options, batch: ClipBatch, selection, lo
             "overlap": options.overlap,
             "windows": [list(window) for window in windows],
             "alignments": [describe_alignment(alignment) for alignment in alignments],
+            "skipped as neutral": skipped_as_neutral,
         },
         "options": recorded_options(options),
         "export": files,
