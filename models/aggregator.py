@@ -117,6 +117,9 @@ class Aggregator(nn.Module):
         self.encoder = DinoEncoder(cfg.encoder, C, cfg.patch_size)
         self.camera_token = nn.Parameter(torch.empty(1, 2, 1, C))
         self.register_token = nn.Parameter(torch.empty(1, 2, R, C))
+        # Always an attribute (a tensor only with sparse layers, set below); the aggregator's own
+        # parameters stay in the order camera_token, register_token, lambda_kpt.
+        self.register_parameter("lambda_kpt", None)
         self.reset_parameters()
         self.rope = RotaryPositionEmbedding2D(cfg.rope_freq) if cfg.rope_freq > 0 else None
 
@@ -145,11 +148,10 @@ class Aggregator(nn.Module):
         self.encoder_chunk = 32  # images per encoder pass: bounds activation memory for long clips
         # Sparse Global-SA (models/sparse_global.py); built last so the other modules' init is unchanged.
         self.sparse_layers = list(cfg.sparse_global_indices)
-        self.register_parameter("lambda_kpt", None)  # always an attribute; a tensor only with sparse layers
         if self.sparse_layers:
             for name, blocks in build_sparse_blocks(cfg, self.mid[0] if self.dual else None, self.rope).items():
                 setattr(self, name, LayerModules(blocks))
-            self.lambda_kpt = nn.Parameter(torch.zeros(()))  # registered as None above when no sparse layer
+            self.lambda_kpt = nn.Parameter(torch.zeros(()))  # registered as None above
             self.sync_sparse_blocks()
         self.epipolar_layers = cfg.epipolar_indices
         self._neutral = NeutralityCache()
@@ -166,7 +168,7 @@ class Aggregator(nn.Module):
         """Initialise the aggregator's own tensors (the special tokens), as VGGT does."""
         nn.init.normal_(self.camera_token, std=1e-6)
         nn.init.normal_(self.register_token, std=1e-6)
-        if getattr(self, "lambda_kpt", None) is not None:  # Sparse Global-SA keypoint bias: neutral at init
+        if self.lambda_kpt is not None:  # Sparse Global-SA keypoint bias (None without sparse layers): neutral at init
             nn.init.zeros_(self.lambda_kpt)
 
     def _block(self, k: int) -> Block:

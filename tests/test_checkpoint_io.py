@@ -26,8 +26,8 @@ from models.loading.synthetic import (
 )
 from models.loading.torch_reader import StateDictReader
 from tests.broken_checkpoints import truncated_copy, write_code_pickle
+from tests.helpers import SHARED, needs_shared
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "reference" / "fixtures"
 
 
@@ -249,7 +249,7 @@ def test_open_big_file_reads_only_the_header(tmp_path, fmt):
 # ---- the shared fixtures ----------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not FIXTURES.exists(), reason="shared/ reference fixtures not available")
+@needs_shared("reference", "fixtures")
 @pytest.mark.parametrize("name", ["vggt_layout_tiny", "pi3_layout_tiny"])
 def test_fixture_weights_open(name):
     path = FIXTURES / name / "weights.safetensors"

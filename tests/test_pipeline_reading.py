@@ -25,9 +25,10 @@ from page4d_cli.pipeline.preprocess import (
 from page4d_cli.pipeline.read_clip import read_clip
 from page4d_cli.pipeline.sampling import plan_samples
 from page4d_cli.pipeline.sources import discover_cameras, natural_key
+from tests.helpers import SHARED, needs_shared
 
 BITS = 8
-SHARED_CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dexycb-4view"
+SHARED_CLIP = SHARED / "data" / "dexycb-4view"
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -522,7 +523,7 @@ def test_auto_masks_find_a_moving_square(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ real clip
-@pytest.mark.skipif(not SHARED_CLIP.is_dir(), reason="shared dexycb-4view clip not present")
+@needs_shared("data", "dexycb-4view")
 def test_real_dexycb_clip_with_external_masks():
     batch = read_clip(SHARED_CLIP, frames=24, masks_dir=SHARED_CLIP / "masks")
     assert [cam.name for cam in batch.cameras] == ["cam0", "cam1", "cam2", "cam3"]

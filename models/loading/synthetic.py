@@ -1,4 +1,4 @@
-"""Synthetic checkpoints with the real tensor names, at any width and depth, and broken files for tests.
+"""Synthetic checkpoints with the real tensor names, at any width and depth.
 
 - :func:`synthetic_specs` lists ``(name, shape)`` of a layout ("pi3", "pi3x", "page4d",
   "page4d_ckpt150", "vggt") at the given sizes, from the rules in :mod:`checkpoint_grammar`.
