@@ -1,9 +1,12 @@
-"""How ``page4d reconstruct`` shows its progress: Rich bars on a terminal, plain lines in a log.
+"""How the commands (``reconstruct``, ``train``, ``weights fetch``) show progress: Rich bars on a
+terminal, plain lines in a log.
 
 Both classes implement the pipeline's reporter protocol (``stage``, ``warning``, ``info`` and the
 optional ``window_done``). :func:`make_reporter` picks one: bars when stderr is a terminal, else
 one line per finished stage and per finished network window (with elapsed time and ETA), plus a
-heartbeat line while a long stage runs, so the log of a 20-minute batch job shows life.
+heartbeat line (with the stage's detail, e.g. training's loss) while a long stage runs, so the log of
+a 20-minute batch job shows life. A stage that reports less than it had done starts again (training's
+held-out evaluation runs every K steps): a new bar state, a new "done" line.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-STAGE_LABELS = {"read": "decoding", "load": "loading network", "network": "network", "write": "writing"}
-STAGE_UNITS = {"read": "sample", "network": "step", "write": "file"}
+STAGE_LABELS = {"read": "decoding", "load": "loading network", "network": "network", "write": "writing",
+                "train": "training", "eval": "evaluating"}
+STAGE_UNITS = {"read": "sample", "network": "step", "write": "file", "train": "step"}
 HEARTBEAT_S = 30.0  # plain mode: at most one "still running" line per stage this often
 
 
@@ -70,6 +74,7 @@ class RichReporter(_Notices):
                              EtaColumn(compact=True),
                              TextColumn("[dim]{task.fields[detail]}"), console=console, disable=not show_progress)
         self.tasks: dict[str, int] = {}
+        self.done: dict[str, float] = {}
 
     def __enter__(self) -> "RichReporter":
         return self
@@ -83,6 +88,11 @@ class RichReporter(_Notices):
             self.bars.start()  # on first use: an error before any stage leaves no empty progress block
         if name not in self.tasks:
             self.tasks[name] = self.bars.add_task(STAGE_LABELS.get(name, name), total=total, detail="")
+        elif done < self.done[name]:  # the stage starts again: fresh speed and ETA
+            self.bars.reset(self.tasks[name], total=total, completed=done, detail=detail)
+            self.done[name] = done
+            return
+        self.done[name] = done
         self.bars.update(self.tasks[name], completed=done, total=total, detail=detail)
 
 
@@ -103,6 +113,7 @@ class PlainReporter(_Notices):
         self.finished: set[str] = set()
         self.last_line: dict[str, float] = {}
         self.progress: dict[str, tuple[float, Optional[float]]] = {}
+        self.first_done: dict[str, float] = {}  # a resumed training starts at its step: the ETA counts from there
         self.windowed = False  # the network stage reports per window: its own "done" line would repeat the last
 
     def __enter__(self) -> "PlainReporter":
@@ -118,13 +129,18 @@ class PlainReporter(_Notices):
     def _eta(self, name: str, done: float, total: Optional[float]) -> str:
         if not total or done <= 0 or done >= total:
             return ""
-        spent = self.now() - self.stage_started[name]
-        return f" · eta {clock(spent * (total - done) / done)}"
+        spent, progressed = self.now() - self.stage_started[name], done - self.first_done[name]
+        return f" · eta {clock(spent * (total - done) / progressed)}" if progressed > 0 else ""
 
     def stage(self, name: str, done: float, total: Optional[float], detail: str = "") -> None:
         now = self.now()
+        if name in self.progress and done < self.progress[name][0]:  # the stage starts again
+            for state in (self.stage_started, self.last_line, self.first_done):
+                state.pop(name, None)
+            self.finished.discard(name)
         self.stage_started.setdefault(name, now)
         self.last_line.setdefault(name, now)
+        self.first_done.setdefault(name, done)
         self.progress[name] = (done, total)
         label = STAGE_LABELS.get(name, name)
         if total is not None and done >= total and name not in self.finished:
@@ -138,7 +154,8 @@ class PlainReporter(_Notices):
         elif name not in self.finished and now - self.last_line[name] >= HEARTBEAT_S:
             self.last_line[name] = now
             where = f"{done:g}/{total:g}" if total else "running"
-            self._line(f"{label} {where} · elapsed {clock(now - self.started)}{self._eta(name, done, total)}")
+            about = f" · {detail}" if detail else ""
+            self._line(f"{label} {where}{about} · elapsed {clock(now - self.started)}{self._eta(name, done, total)}")
 
     def window_done(self, index: int, count: int, start: int, stop: int) -> None:
         """Window ``index`` (1-based) of ``count`` finished; ETA from the mean time per window so far."""

@@ -144,9 +144,9 @@ def test_training_logs_each_network_warning_once(tmp_path, monkeypatch, recwarn)
         return forward(self, *args, **kwargs)
 
     monkeypatch.setattr(VGGT, "forward", forward_with_notice)
-    logged: list[str] = []
+    reporter = Recorder()
     cfg = tiny_config(tmp_path, steps=2, size=28)
-    train(cfg, dataset=FakeClipDataset(length=2, frames=2, cameras=2, size=28), log=logged.append)
-    assert [line for line in logged if "FlexAttention" in line] == [
-        "warning: FlexAttention unavailable (test); using padded bias channels instead"]
+    train(cfg, dataset=FakeClipDataset(length=2, frames=2, cameras=2, size=28), reporter=reporter)
+    assert [line for line in reporter.warnings if "FlexAttention" in line] == [
+        "FlexAttention unavailable (test); using padded bias channels instead"]
     assert not [w for w in recwarn if issubclass(w.category, NetworkWarning)]

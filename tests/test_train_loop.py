@@ -1,5 +1,6 @@
 """The training loop on CPU (tiny network, in-memory clips): loss goes down, frozen tensors stay, the run
-folder, NaN steps skipped, exact resume, Ctrl-C checkpoint, bad input (page4d_cli/train/loop.py ...)."""
+folder, NaN steps skipped, exact resume, what the loop says through its reporter (and that it prints
+nothing itself), Ctrl-C checkpoint, bad input (page4d_cli/train/loop.py, session.py, commands/train.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from page4d_cli.pipeline.types import Reporter
 from tests.train_fakes import FakeClipDataset, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -37,6 +39,24 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+class Recorder(Reporter):
+    """Keeps what the loop says: ``stages`` (name, done, total, detail), ``infos``, ``warnings``."""
+
+    def __init__(self) -> None:
+        self.stages: list[tuple] = []
+        self.infos: list[str] = []
+        self.warnings: list[str] = []
+
+    def stage(self, name, done, total, detail=""):
+        self.stages.append((name, done, total, detail))
+
+    def info(self, message):
+        self.infos.append(message)
+
+    def warning(self, message):
+        self.warnings.append(message)
+
+
 def _fresh_model(cfg):
     from page4d_cli.train.session import build_model
 
@@ -49,7 +69,7 @@ def reference(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("train")
     cfg = _config(tmp)
-    result = train(cfg, dataset=_dataset(), log=lambda _: None)
+    result = train(cfg, dataset=_dataset())
     return cfg, result
 
 
@@ -87,17 +107,31 @@ def test_loss_decreases_frozen_unchanged_and_run_folder(reference):
         assert not torch.equal(saved[name], before[name].detach()), name
 
 
-def test_resume_continues_exactly(reference, tmp_path):
+def test_resume_continues_exactly_and_reports_through_the_reporter_only(reference, tmp_path, capfd):
     from page4d_cli.train.loop import train
     from page4d_cli.train.session import resume_config
 
     ref_cfg, _ = reference
     cfg = _config(tmp_path, name="resumed", stop_at=1)
-    first = train(cfg, dataset=_dataset(), log=lambda _: None)
+    said = Recorder()
+    first = train(cfg, dataset=_dataset(), reporter=said)
     assert first.step == 1
     resumed_cfg, network = resume_config(Path(cfg.out), {"stop_at": None})
-    second = train(resumed_cfg, dataset=_dataset(), resume=True, log=lambda _: None)
+    said_again = Recorder()
+    second = train(resumed_cfg, dataset=_dataset(), resume=True, reporter=said_again)
     assert second.step == 2
+    assert capfd.readouterr() == ("", "")  # the loop prints nothing itself
+
+    # stage "train": from the first step of this run to its last (--stop-at 1, then the resumed 1 -> 2)
+    assert [s[:3] for s in said.stages] == [("train", 0, 1), ("train", 1, 1)]
+    assert [s[:3] for s in said_again.stages] == [("train", 1, 2), ("train", 2, 2)]
+    assert said.stages[-1][3].startswith("loss ") and " · lr " in said.stages[-1][3]
+    assert said.stages[-1][3].endswith(" s/step")
+    assert said.infos[0].startswith("parameter groups:\n") and "new_no_decay" in said.infos[0]
+    assert said.infos[-1] == f"{cfg.out}: checkpoint of step 1 written"
+    assert f"{cfg.out}: resuming at step 1 of 2" in said_again.infos
+    assert said_again.infos[-1] == f"{cfg.out}: checkpoint of step 2 written"
+    assert not said.warnings and not said_again.warnings
     ref, res = _metrics(Path(ref_cfg.out)), _metrics(Path(cfg.out))
     assert [r["step"] for r in res] == [1, 2]
     assert [r["loss"] for r in res] == [r["loss"] for r in ref]
@@ -121,9 +155,11 @@ def test_non_finite_step_is_skipped_and_not_written(tmp_path):
     from page4d_cli.train.loop import train
 
     cfg = _config(tmp_path, steps=1, batch=1)
-    result = train(cfg, dataset=FakeClipDataset(length=1, frames=2, cameras=2, size=28, nan_index=0),
-                   log=lambda _: None)
+    said = Recorder()
+    result = train(cfg, dataset=FakeClipDataset(length=1, frames=2, cameras=2, size=28, nan_index=0), reporter=said)
     assert result.skipped == 1
+    assert said.warnings == ["step 1: non-finite loss or gradients, step skipped (weights unchanged)"]
+    assert said.stages[-1][:3] == ("train", 1, 1) and said.stages[-1][3].startswith("loss non-finite (skipped)")
     record = _metrics(Path(cfg.out))[0]
     assert record["skipped"] == 1 and record["loss"] is None
     saved = load_file(str(Path(cfg.out) / "weights.safetensors"))
@@ -136,10 +172,10 @@ CHILD = """
 import sys
 sys.path.insert(0, {root!r})
 from tests.train_fakes import FakeClipDataset, tiny_config
-from page4d_cli.commands.train import run_training
+from page4d_cli.commands.train import train_here
 from pathlib import Path
-cfg = tiny_config(Path({tmp!r}), steps=1000, size=28, train="new")
-sys.exit(run_training(cfg, dataset=FakeClipDataset(length=2, frames=2, cameras=2, size=28)))
+cfg = tiny_config(Path({tmp!r}), steps=1000, size=28, train="new")  # progress=False, as --no-progress
+sys.exit(train_here(cfg, dataset=FakeClipDataset(length=2, frames=2, cameras=2, size=28)))
 """
 
 
@@ -154,7 +190,8 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
     os.kill(child.pid, signal.SIGINT)
     _, err = child.communicate(timeout=300)
     assert child.returncode == 130, err
-    assert "interrupted at step" in err and "--resume" in err
+    assert "error: " in err and "interrupted at step" in err and "--resume" in err
+    assert "note: parameter groups:" in err and "page4d: " not in err  # --no-progress: notices, no progress
     state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
     with safe_open(str(tmp_path / "run" / "weights.safetensors"), framework="pt") as fh:
         assert int(fh.metadata()["step"]) == state["step"] >= 1
@@ -169,7 +206,7 @@ def test_data_error_in_a_worker_is_one_line_and_leaves_no_run(tmp_path):
     cfg = _config(tmp_path, name="kept", workers=1)
     message = "clips/c0/gt/cam00/depth_0003.png: depth is 10x10, the image 56x56; write depth at image size"
     with pytest.raises(Page4DError) as info:
-        train(cfg, dataset=FakeClipDataset(length=2, size=28, error=message), log=lambda _: None)
+        train(cfg, dataset=FakeClipDataset(length=2, size=28, error=message))
     assert str(info.value) == message  # the worker's traceback text is not in the message
     assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
 

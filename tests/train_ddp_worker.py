@@ -20,4 +20,4 @@ if __name__ == "__main__":
     out, batch, accumulate = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     cfg = tiny_config(out.parent, out=str(out), steps=3, batch=batch, accumulate=accumulate, size=28, train="all",
                       lr=1e-5, lr_new=1e-3, save="full", device="cpu")
-    train(cfg, dataset=FakeClipDataset(length=4, frames=2, cameras=2, size=28), log=lambda _: None)
+    train(cfg, dataset=FakeClipDataset(length=4, frames=2, cameras=2, size=28))

@@ -2,21 +2,29 @@
 
 A thin shell over ``page4d_cli.train``: options -> ``TrainConfig`` (whose fields hold every default),
 ``--nproc N`` -> ``python -m torch.distributed.run`` re-running this command line, errors -> one line.
-torch is imported only inside the functions (``page4d --help`` stays light).
+Progress and notices come from the training library through a reporter drawn on stderr (Rich bars on a
+terminal, ``page4d: ...`` lines in a log; ``--no-progress``: notices only), from rank 0 under torchrun;
+the closing summary goes to stdout. torch is imported only inside the functions (``page4d --help``
+stays light).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import typer
 
 from models.errors import Page4DError
 from page4d_cli.commands import summary
 from page4d_cli.train.config import DEVICES, PRESETS, SAVE_CHOICES, TRAIN_CHOICES, LossConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from page4d_cli.pipeline.types import Reporter
+    from page4d_cli.train.loop import TrainResult
 
 D = TrainConfig()  # the defaults shown in --help
 HELP = "\n\n".join([summary("train"), (
@@ -75,7 +83,8 @@ def train_command(
     device: Optional[str] = typer.Option(None, "--device", help=f"{', '.join(DEVICES)} (default {D.device})."),
     seed: Optional[int] = typer.Option(None, "--seed", help=f"Random seed (default {D.seed})."),
     workers: Optional[int] = typer.Option(None, "--workers", help=f"DataLoader workers (default {D.workers})."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars (terminal) or progress lines "
+                                     "(log); notices and the summary still print."),
 ) -> None:
     given = {key: value for key, value in dict(
         preset=preset, pi3=_path(pi3), page4d=_path(page4d), init=_path(init), train=train,
@@ -92,7 +101,7 @@ def train_command(
     if nproc > 1:
         code = launch_workers(nproc, cfg, resume is not None)
     else:
-        code = run_training(cfg, network, resume is not None)
+        code = train_here(cfg, network, resume is not None)
     if code:
         raise typer.Exit(code)
 
@@ -124,19 +133,42 @@ def training_config(data: Optional[Path], out: Optional[Path], resume: Optional[
     return cfg, None
 
 
-def run_training(cfg: TrainConfig, network: Optional[dict] = None, resume: bool = False, dataset=None) -> int:
-    """Train in this process (or this torchrun rank); returns the exit code (128 + signal when interrupted)."""
-    from models.config import Page4DConfig
-    from page4d_cli.train.loop import TrainingInterrupted, train
+def run_training(cfg: TrainConfig, network: Optional[dict] = None, resume: bool = False, dataset=None,
+                 reporter: Optional["Reporter"] = None) -> "TrainResult":
+    """Train in this process (or this torchrun rank): ``train`` with the network of ``training_config``.
 
+    reporter: progress and notices (default: silent). Raises ``TrainingInterrupted`` on Ctrl-C / SIGTERM.
+    """
+    from models.config import Page4DConfig
+    from page4d_cli.train.loop import train
+
+    return train(cfg, dataset=dataset, network=Page4DConfig.from_dict(network) if network else None,
+                 resume=resume, reporter=reporter)
+
+
+def train_here(cfg: TrainConfig, network: Optional[dict] = None, resume: bool = False, dataset=None) -> int:
+    """The command in this process (or torchrun rank): progress on stderr, the summary on stdout, an
+    interruption as one line; returns the exit code (128 + signal when interrupted)."""
+    from rich.console import Console
+
+    from page4d_cli.console import print_error
+    from page4d_cli.pipeline.types import Reporter
+    from page4d_cli.reporters import make_reporter
+    from page4d_cli.train.loop import TrainingInterrupted
+
+    speaks = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for the job
+    err = Console(stderr=True)
+    reporter = make_reporter(err, show_progress=cfg.progress) if speaks else Reporter()
     try:
-        result = train(cfg, dataset=dataset, network=Page4DConfig.from_dict(network) if network else None,
-                       resume=resume)
+        with reporter if speaks else nullcontext():
+            result = run_training(cfg, network, resume, dataset, reporter)
     except TrainingInterrupted as exc:
-        sys.stderr.write(f"interrupted: {exc}\n")
+        if speaks:
+            print_error(exc, err)
         return exc.exit_code
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
-        print(f"{result.run}: {result.step} steps done ({result.skipped} skipped); weights.safetensors written")
+    if speaks:
+        Console().print(f"{result.run}: {result.step} steps done ({result.skipped} skipped); "
+                        "weights.safetensors written", highlight=False, soft_wrap=True)
     return 0
 
 

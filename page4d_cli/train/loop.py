@@ -9,6 +9,12 @@ over ranks: the same update as one process with batch x ranks), the objective of
 A step whose loss terms or gradients are not finite on any rank is skipped on every rank (counted in
 ``skipped``; nothing is written into the weights or the optimizer state). Rank 0 logs and writes.
 Ctrl-C (SIGINT) or SIGTERM: the current step ends, a checkpoint is written, ``TrainingInterrupted``.
+
+What the run has to say goes to a reporter (``page4d_cli.pipeline.types.Reporter``; silent by default),
+from rank 0 only: stage "train" (optimizer steps done / the last step of this run; detail: loss,
+learning rate, seconds per step), stage "eval" (0/1 -> 1/1 around each held-out evaluation),
+``info`` (the parameter groups, resuming, each checkpoint, the held-out metrics) and ``warning`` (the
+network's notices once each, skipped non-finite steps). Nothing is printed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Callable, Optional
 import torch
 
 from page4d_cli.pipeline.predict import network_warnings_to
+from page4d_cli.pipeline.types import Reporter
 from page4d_cli.train import run_folder as rf
 from page4d_cli.train.config import TrainConfig
 from page4d_cli.train.distributed import DistContext, all_ranks, any_rank, barrier, mean_over_ranks, setup, teardown
@@ -76,21 +83,23 @@ class _StopFlag:
 
 
 def train(cfg: TrainConfig, dataset=None, network=None, resume: bool = False,
-          eval_fn: Optional[Callable] = None, log: Callable[[str], None] = print) -> TrainResult:
+          eval_fn: Optional[Callable] = None, reporter: Optional[Reporter] = None) -> TrainResult:
     """Run (or, with ``resume``, continue in ``cfg.out``) a training run; see the module docstring.
 
     dataset: a torch Dataset of items as ``page4d_cli.train.dataset`` (default: GTClipDataset of cfg.data).
     network: a ``Page4DConfig`` (default: the preset, or the layouts of the given weight files).
     eval_fn(model, cfg, ctx) -> dict of metrics, rank 0, every ``cfg.eval_every`` steps
     (default: ``evaluation.evaluate_model``, page4d eval's metrics on the clips of ``cfg.eval_data``).
+    reporter: receives progress and notices (rank 0 only; default: nothing is said).
     """
     ctx = setup(cfg.device)
+    say = reporter if reporter is not None and ctx.is_main else Reporter()  # rank 0 speaks for the job
     session = None
     try:
         with _StopFlag() as stop:
-            session = open_session(cfg, ctx, dataset, network, resume, log)
-            with network_warnings_to(lambda message: log(f"warning: {message}")):  # each NetworkWarning once
-                return _run(cfg, ctx, session, stop, eval_fn, log)
+            session = open_session(cfg, ctx, dataset, network, resume, say)
+            with network_warnings_to(say.warning):  # each NetworkWarning once
+                return _run(cfg, ctx, session, stop, eval_fn, say)
     except Exception:
         if session is not None and session.created_dir is not None:
             rf.remove_unfinished_run(session.run, session.created_dir)
@@ -99,31 +108,52 @@ def train(cfg: TrainConfig, dataset=None, network=None, resume: bool = False,
         teardown(ctx)
 
 
-def _run(cfg: TrainConfig, ctx: DistContext, s: Session, stop: _StopFlag, eval_fn, log) -> TrainResult:
+def _run(cfg: TrainConfig, ctx: DistContext, s: Session, stop: _StopFlag, eval_fn, say: Reporter) -> TrainResult:
     target = cfg.stop_at or cfg.steps
     step, skipped = s.step, s.skipped
     last: dict = {}
-    progress = _Progress(cfg, ctx, s.step, target)
-    try:
-        while step < target:
-            record = _optimizer_step(cfg, ctx, s)
-            step += 1
-            skipped += int(record.pop("skipped_now"))
-            record.update(step=step, skipped=skipped)
-            last = record
-            if ctx.is_main and (step % cfg.log_every == 0 or step == target):
-                rf.append_jsonl(s.run / rf.METRICS, record)
-            progress.update(step, record)
-            if cfg.eval_every and step % cfg.eval_every == 0:
-                _evaluate(cfg, ctx, s, step, eval_fn)
-            interrupted = any_rank(ctx, stop.set)
-            if interrupted or step % cfg.save_every == 0 or step == target:
-                _save(ctx, s, step, skipped, cfg)
-            if interrupted:
-                raise TrainingInterrupted(s.run, step, stop.signum)
-    finally:
-        progress.close()
+    say.stage("train", step, target)  # the stage starts now: its ETA counts from here
+    while step < target:
+        record = _optimizer_step(cfg, ctx, s)
+        step += 1
+        skipped_now = bool(record.pop("skipped_now"))
+        skipped += int(skipped_now)
+        record.update(step=step, skipped=skipped)
+        last = record
+        if ctx.is_main and (step % cfg.log_every == 0 or step == target):
+            rf.append_jsonl(s.run / rf.METRICS, record)
+        if skipped_now:
+            _warn_skipped(say, step, skipped - s.skipped)
+        say.stage("train", step, target, step_detail(record))
+        if cfg.eval_every and step % cfg.eval_every == 0:
+            _evaluate(cfg, ctx, s, step, eval_fn, say)
+        interrupted = any_rank(ctx, stop.set)
+        if interrupted or step % cfg.save_every == 0 or step == target:
+            _save(ctx, s, step, skipped, cfg, say)
+        if interrupted:
+            raise TrainingInterrupted(s.run, step, stop.signum)
     return TrainResult(s.run, step, skipped, last)
+
+
+SKIPS_NAMED = 5  # skipped steps warned about one by one; later ones are only counted (metrics.jsonl "skipped")
+
+
+def _warn_skipped(say: Reporter, step: int, skipped_here: int) -> None:
+    if skipped_here <= SKIPS_NAMED:
+        more = (f"; further skipped steps are only counted (\"skipped\" in {rf.METRICS})"
+                if skipped_here == SKIPS_NAMED else "")
+        say.warning(f"step {step}: non-finite loss or gradients, step skipped (weights unchanged){more}")
+
+
+def step_detail(record: dict) -> str:
+    """``loss 0.4213 · lr 1.0e-05 · 2.31 s/step`` (the blocks' learning rate, else the new tensors')."""
+    loss = record.get("loss")
+    lr = record.get("lr_blocks", record.get("lr_new"))
+    parts = [f"loss {loss:.4f}" if loss is not None else "loss non-finite (skipped)"]
+    if lr is not None:
+        parts.append(f"lr {lr:.1e}")
+    parts.append(f"{record['step_s']:.2f} s/step")
+    return " · ".join(parts)
 
 
 def _optimizer_step(cfg: TrainConfig, ctx: DistContext, s: Session) -> dict:
@@ -182,19 +212,21 @@ def _autocast(device: torch.device):
     return nullcontext()
 
 
-def _save(ctx: DistContext, s: Session, step: int, skipped: int, cfg: TrainConfig) -> None:
+def _save(ctx: DistContext, s: Session, step: int, skipped: int, cfg: TrainConfig, say: Reporter) -> None:
     if ctx.is_main:
         state = {"step": step, "skipped": skipped, "optimizer": s.optimizer.state_dict(),
                  "scheduler": s.scheduler.state_dict(), "rng": rf.rng_state(), "sampler": s.stream.position(),
                  "world": ctx.world}
         rf.save_checkpoint(s.run, s.model, s.saved_names, state)
+        say.info(f"{s.run}: checkpoint of step {step} written")
     barrier(ctx)
 
 
-def _evaluate(cfg: TrainConfig, ctx: DistContext, s: Session, step: int, eval_fn) -> None:
+def _evaluate(cfg: TrainConfig, ctx: DistContext, s: Session, step: int, eval_fn, say: Reporter) -> None:
     if ctx.is_main:
         if eval_fn is None:
             from page4d_cli.train.evaluation import evaluate_model as eval_fn
+        say.stage("eval", 0, 1, f"step {step}")
         s.model.eval()
         try:
             with torch.no_grad(), _autocast(ctx.device):
@@ -202,30 +234,13 @@ def _evaluate(cfg: TrainConfig, ctx: DistContext, s: Session, step: int, eval_fn
         finally:
             s.model.train()
         rf.append_jsonl(s.run / rf.EVAL, {"step": step, **metrics})
+        say.stage("eval", 1, 1, f"step {step}")
+        say.info(f"step {step} held-out: {eval_summary(metrics)}")
     barrier(ctx)
 
 
-class _Progress:
-    """Rich progress bar on rank 0 (step, loss, images/s, ETA); silent elsewhere or with progress off."""
+def eval_summary(metrics: dict) -> str:
+    """``ate 0.0123 · abs_rel 0.0456 · clips 2 · failed 0`` (numbers only, in the order given)."""
+    return " · ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                      for key, value in metrics.items() if isinstance(value, (int, float)))
 
-    def __init__(self, cfg: TrainConfig, ctx: DistContext, start: int, total: int) -> None:
-        self.bar = None
-        if not (cfg.progress and ctx.is_main):
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[ips]} img/s"),
-                            TextColumn("ETA"), TimeRemainingColumn())
-        self.task = self.bar.add_task("train", total=total, completed=start, loss="-", ips="-")
-        self.bar.start()
-
-    def update(self, step: int, record: dict) -> None:
-        if self.bar is not None:
-            loss = record.get("loss")
-            self.bar.update(self.task, completed=step, loss=f"{loss:.4f}" if loss is not None else "skipped",
-                            ips=f"{record['images_per_s']:.1f}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from models.errors import Page4DError
+from page4d_cli.pipeline.types import Reporter
 from page4d_cli.train import run_folder as rf
 from page4d_cli.train.config import TrainConfig, TrainConfigError
 from page4d_cli.train.distributed import DistContext, barrier
@@ -126,7 +127,8 @@ def build_model(cfg: TrainConfig, network):
     return model.float().train(), report
 
 
-def open_session(cfg: TrainConfig, ctx: DistContext, dataset, network, resume: bool, log) -> Session:
+def open_session(cfg: TrainConfig, ctx: DistContext, dataset, network, resume: bool, say: Reporter) -> Session:
+    """``say``: the reporter (``info``: the parameter groups, resuming); silent on ranks other than 0."""
     run = Path(cfg.out)
     if not resume and ctx.is_main:
         rf.check_new_run_folder(run)
@@ -148,7 +150,7 @@ def open_session(cfg: TrainConfig, ctx: DistContext, dataset, network, resume: b
     model.to(ctx.device)
     groups = build_groups(model, cfg.weight_decay)
     if ctx.is_main:
-        _print_groups(model, groups, log)
+        say.info(groups_table(model, groups))
     optimizer = build_optimizer(groups, cfg.lr, cfg.lr_new)
     scheduler = build_scheduler(optimizer, cfg.steps, cfg.warmup_steps)
     stream = BatchStream(dataset, cfg, ctx)
@@ -156,6 +158,7 @@ def open_session(cfg: TrainConfig, ctx: DistContext, dataset, network, resume: b
     session = Session(run, model, model, optimizer, scheduler, stream, saved)
     if resume:
         _restore(session, ctx)
+        say.info(f"{run}: resuming at step {session.step} of {cfg.steps}")
     elif ctx.is_main:
         session.created_dir = _create_run(run, cfg, model, report)
     barrier(ctx)
@@ -199,14 +202,15 @@ def _restore(s: Session, ctx: DistContext) -> None:
     s.step, s.skipped = int(state["step"]), int(state.get("skipped", 0))
 
 
-def _print_groups(model, groups, log) -> None:
-    rows = selection_table(model, groups)
+def groups_table(model, groups) -> str:
+    """``parameter groups:`` and one line per group (tensors, parameters, MiB, learning-rate kind)."""
     lrs = {g.name: g.lr_kind for g in groups}
-    log("parameter groups:")
-    for row in rows:
+    lines = ["parameter groups:"]
+    for row in selection_table(model, groups):
         kind = f"lr {lrs[row['group']]}" if row["group"] in lrs else "no grad"
-        log(f"  {row['group']:<16} {row['tensors']:>6} tensors {row['parameters']:>13,} params "
-            f"{row['bytes'] / 2**20:>10.2f} MiB  ({kind})")
+        lines.append(f"  {row['group']:<16} {row['tensors']:>6} tensors {row['parameters']:>13,} params "
+                     f"{row['bytes'] / 2**20:>10.2f} MiB  ({kind})")
+    return "\n".join(lines)
 
 
 def resume_config(run: Path, given: Optional[dict] = None) -> tuple[TrainConfig, dict]:
