@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -15,6 +16,7 @@ from models.inputs import InputShapeError
 from models.layers.attention import LowRankBias
 from models.layers.block import Block
 from models.vggt import VGGT
+from page4d_cli.data.synth_scene import look_at
 from tests.probes import dense as dense_low_rank
 from tests.probes import epipolar_dense_bias
 
@@ -22,20 +24,7 @@ PATCH = 14
 PX = 112  # 8 x 8 patches
 GRID = (PX // PATCH, PX // PATCH)
 S = 5
-
-
-def look_at(centre: torch.Tensor, target=(0.0, 0.0, 0.0)) -> torch.Tensor:
-    """World-to-camera [4, 4] (OpenCV: x right, y down, z forward) for a camera at ``centre``."""
-    z = torch.tensor(target, dtype=torch.float64) - centre
-    z = z / z.norm()
-    y_hint = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
-    x = torch.linalg.cross(y_hint, z)
-    x = x / x.norm()
-    y = torch.linalg.cross(z, x)
-    R = torch.stack((x, y, z))
-    E = torch.eye(4, dtype=torch.float64)
-    E[:3, :3], E[:3, 3] = R, -R @ centre
-    return E
+Y_DOWN = (0.0, -1.0, 0.0)  # this rig's world has y down, like the cameras' (OpenCV) axes
 
 
 def rig(angles_deg=(0.0, 25.0, -40.0), distance=5.0, focal=80.0, T=1):
@@ -44,8 +33,8 @@ def rig(angles_deg=(0.0, 25.0, -40.0), distance=5.0, focal=80.0, T=1):
     extr = []
     for i, a in enumerate(angles_deg):
         a = math.radians(a)
-        centre = torch.tensor([distance * math.sin(a), 0.3 * i, -distance * math.cos(a)], dtype=torch.float64)
-        extr.append(look_at(centre))
+        centre = np.array([distance * math.sin(a), 0.3 * i, -distance * math.cos(a)])
+        extr.append(torch.from_numpy(look_at(centre, np.zeros(3), up=Y_DOWN)))
     E = torch.stack(extr)[None, None].expand(1, T, -1, -1, -1)
     return K.expand(1, T, len(angles_deg), 3, 3), E
 

@@ -88,10 +88,9 @@ def test_list_of_pairs(oracle, clips, tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_random_weights_reconstruct_then_eval(clips, tmp_path, monkeypatch):
+def test_tiny_random_weights_reconstruct_then_eval(clips, tmp_path):
     from page4d_cli.pipeline.reconstruct import ReconstructOptions, reconstruct
 
-    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path / "home"))
     out = tmp_path / "recon"
     reconstruct(clips[0], ReconstructOptions(frames=3, size=W, preset="tiny", weights="random", out=out,
                                              preview=False, device="cpu"))

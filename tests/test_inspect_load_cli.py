@@ -23,11 +23,6 @@ def tiny_files(tmp_path_factory):
             write_synthetic(folder / "checkpoint_mask.pt", "page4d", "torch", **dict(TINY, track_head=True)))
 
 
-@pytest.fixture(autouse=True)
-def empty_registry(tmp_path, monkeypatch):
-    monkeypatch.setenv("PAGE4D_HOME", str(tmp_path / "page4d_home"))
-
-
 def invoke(*args):
     result = runner.invoke(app, ["inspect-load", *map(str, args)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

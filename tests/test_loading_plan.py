@@ -155,10 +155,10 @@ def test_reconstruct_refuses_a_gap_and_allow_missing_warns_in_terminal_and_run_j
     import json
 
     from page4d_cli.main import app as cli
-    from tests.helpers import REPO
+    from tests.helpers import CAMS
 
-    cams, out = REPO / "examples" / "cams", tmp_path / "o"
-    args = ["reconstruct", str(cams), "--preset", "tiny", "--page4d", str(files["gap"]), "--frames", "2",
+    out = tmp_path / "o"
+    args = ["reconstruct", str(CAMS), "--preset", "tiny", "--page4d", str(files["gap"]), "--frames", "2",
             "--size", "70", "--out", str(out), "--no-preview"]
     refused = CliRunner().invoke(cli, args)
     assert refused.exit_code == 1 and GAP in refused.output and not out.exists()

@@ -14,7 +14,7 @@ Licence policy (decided here, enforced in :mod:`page4d_cli.weights.fetch`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from models.loading import roles as _roles
 
@@ -97,18 +97,7 @@ PAGE4D_MASK = HubFile(
     needs_acceptance=False,
 )
 
-PAGE4D_NOMASK = HubFile(
-    key="page4d-nomask",
-    role="page4d",
-    repo_id="zhouk777/PAGE4D",
-    repo_type="dataset",
-    filename="checkpoint_nomask.pt",
-    layout="page4d",
-    approx_size=5 * GB,
-    licence=None,
-    licence_text=_PAGE4D_NOTICE,
-    needs_acceptance=False,
-)
+PAGE4D_NOMASK = replace(PAGE4D_MASK, key="page4d-nomask", filename="checkpoint_nomask.pt")
 
 VGGT_1B = HubFile(
     key="vggt",
