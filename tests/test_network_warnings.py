@@ -17,9 +17,7 @@ from page4d_cli.pipeline import reconstruct as pipeline
 from page4d_cli.pipeline.predict import network_warnings_to
 from page4d_cli.pipeline.reconstruct import ReconstructOptions, reconstruct
 from page4d_cli.pipeline.types import Reporter
-from tests.helpers import REPO, random_images
-
-CAMS = REPO / "examples" / "cams"
+from tests.helpers import CAMS, random_images
 
 
 def test_each_distinct_network_warning_reaches_the_report_once_and_others_pass_through():
