@@ -1,5 +1,6 @@
 """``page4d train`` end to end on generated ground-truth clips: torchrun launch (--nproc 2), held-out
-evaluation with page4d eval's metrics, the run folder; bad input (page4d_cli/commands/train.py)."""
+evaluation with page4d eval's metrics, the run folder, progress lines in a log from rank 0 only; bad input
+(page4d_cli/commands/train.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def clips(tmp_path_factory):
 def test_train_two_processes_with_evaluation(clips, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "page4d_cli.main", "train", str(clips), "--out", str(run), "--preset", "tiny",
-           "--steps", "2", "--size", "28", "--frames", "2", "--cameras", "2", "--workers", "0", "--no-progress",
+           "--steps", "2", "--size", "28", "--frames", "2", "--cameras", "2", "--workers", "0",
            "--eval-data", str(clips), "--eval-every", "2", "--nproc", "2", "--device", "cpu"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -37,7 +38,16 @@ def test_train_two_processes_with_evaluation(clips, tmp_path):
     assert evals[0]["ate"] >= 0 and evals[0]["abs_rel"] >= 0
     config = json.loads((run / "config.json").read_text())
     assert len(config["data"]) == 2 and config["training"]["eval_every"] == 2
-    assert "parameter groups:" in proc.stdout and "new_no_decay" in proc.stdout
+
+    # stderr is a pipe: plain progress lines (no bars), notices; rank 0 speaks for both processes
+    lines = proc.stderr.splitlines()
+    assert [line.split(" in ")[0] for line in lines if line.startswith("page4d: ")] == [
+        "page4d: training done (2 steps)", "page4d: evaluating done"], proc.stderr
+    assert lines.count("note: parameter groups:") == 1 and "new_no_decay" in proc.stderr
+    held_out = [line for line in lines if line.startswith("note: step 2 held-out: ")]
+    assert len(held_out) == 1 and "clips 2" in held_out[0] and "ate " in held_out[0]
+    assert "━" not in proc.stderr and "FutureWarning" not in proc.stderr
+    assert proc.stdout.strip() == f"{run}: 2 steps done (0 skipped); weights.safetensors written"
 
 
 def test_bad_data_folder_is_one_line_and_writes_nothing(tmp_path):

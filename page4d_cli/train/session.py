@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -166,9 +167,13 @@ def open_session(cfg: TrainConfig, ctx: DistContext, dataset, network, resume: b
         from torch.nn.parallel import DistributedDataParallel
 
         # find_unused_parameters: some trained tensors (lambda_kpt without keypoints, the mask head while
-        # the lambdas are 0) get no gradient in a given step.
-        session.net = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
-                                              find_unused_parameters=True, broadcast_buffers=False)
+        # the lambdas are 0) get no gradient in a given step. broadcast_buffers=False (no buffer sync at
+        # all; its replacement still syncs at init) is deprecated in newer torch: its FutureWarning is
+        # torch's note to us, not news for the user.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*broadcast_buffers.* is deprecated", category=FutureWarning)
+            session.net = DistributedDataParallel(model, find_unused_parameters=True, broadcast_buffers=False,
+                                                  device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
     return session
 
 
