@@ -47,6 +47,36 @@ def test_the_command_line_takes_its_defaults_and_choices_from_options_py():
         assert tuple(member.value for member in enum) == choices, name
 
 
+def test_size_and_mode_have_one_rule_and_one_wording_wherever_they_are_checked():
+    """Reading, preprocessing, training samples and the training config share options.py's checks."""
+    from models.config import PRESETS, Page4DConfig
+    from page4d_cli.pipeline.preprocess import make_transform, network_size_for
+    from page4d_cli.train.config import TrainConfig, TrainConfigError
+    from page4d_cli.train.dataset import DatasetError, SampleSpec
+
+    assert (opt.PATCH, opt.NETWORK_WIDTH) == (Page4DConfig.patch_size, Page4DConfig.img_size)
+    assert all(config.patch_size == opt.PATCH for config in PRESETS.values())
+    assert SampleSpec().size == TrainConfig().size == opt.NETWORK_WIDTH and SampleSpec().mode == opt.DEFAULT_MODE
+    for bad_size in (50, 14):
+        words = set()
+        for make, error in ((lambda: ReconstructOptions(size=bad_size), InputError),
+                            (lambda: network_size_for((640, 480), bad_size), InputError),
+                            (lambda: SampleSpec(size=bad_size), DatasetError),
+                            (lambda: TrainConfig(size=bad_size), TrainConfigError)):
+            with pytest.raises(error) as caught:
+                make()
+            words.add(str(caught.value))
+        assert len(words) == 1 and words.pop().startswith(f"--size {bad_size}: the network width must be"), words
+    words = set()
+    for make, error in ((lambda: ReconstructOptions(mode="zoom"), InputError),
+                        (lambda: make_transform((64, 48), (56, 42), "zoom"), InputError),
+                        (lambda: SampleSpec(mode="zoom"), DatasetError)):
+        with pytest.raises(error) as caught:
+            make()
+        words.add(str(caught.value))
+    assert words == {"--mode zoom: use one of crop, pad"}
+
+
 def test_every_library_option_has_its_command_line_flag():
     """What makes run.json's equivalent command possible: field ``x`` is ``--x`` (or ``--no-x`` when on by default)."""
     import dataclasses

@@ -117,9 +117,9 @@ def reconstruct_cmd(
     size: Annotated[Optional[int], typer.Option(
         help=f"Network input width in pixels (multiple of {opt.PATCH}); a larger value than the camera's width "
              "upsamples.", show_default=f"{opt.NETWORK_WIDTH}, or the camera's width rounded down to a multiple of "
-        f"{opt.PATCH} when narrower (no upsampling)")] = None,
+        f"{opt.PATCH} when narrower (no upsampling; at least {2 * opt.PATCH})")] = None,  # opt.default_network_width
     mode: Annotated[Mode, typer.Option(help="crop (cover + centre crop) or pad (fit + white border).")] = (
-        Mode(opt.MODES[0])),
+        Mode(opt.DEFAULT_MODE)),
     masks: Annotated[Optional[Path], typer.Option(
         help="External dynamic masks: MASKS/<camera>/000.png ... (or <camera>.mp4), non-zero = dynamic.",
         show_default="none")] = None,
@@ -136,7 +136,7 @@ def reconstruct_cmd(
         Preset(opt.DEFAULT_PRESET)),
     weights: Annotated[WeightsSpec, typer.Option(
         help="auto: the registered weights (page4d weights fetch); random: untrained smoke run.")] = (
-        WeightsSpec(opt.WEIGHT_SOURCES[0])),
+        WeightsSpec(opt.DEFAULT_WEIGHTS)),
     pi3: Annotated[Optional[Path], typer.Option(
         help="Pi3 checkpoint (overrides the registry).", show_default="the registered one")] = None,
     page4d: Annotated[Optional[Path], typer.Option(
@@ -161,18 +161,18 @@ def reconstruct_cmd(
     voxel: Annotated[Optional[float], typer.Option(
         help="Voxel size for point downsampling (world units).", show_default="none: every point")] = None,
     points_from: Annotated[PointsFrom, typer.Option(
-        help="Points from depth + cameras, or from the point head.")] = PointsFrom(opt.POINTS_FROM[0]),
+        help="Points from depth + cameras, or from the point head.")] = PointsFrom(opt.DEFAULT_POINTS_FROM),
     depth_format: Annotated[MapFormat, typer.Option(help=(
         "Depth map files: 16-bit png, npy or exr (exr only with an OpenCV that can write it: checked before "
         "reading, the error names the formats that work)."))] = (
-        MapFormat(opt.MAP_FORMATS[0])),
+        MapFormat(opt.DEFAULT_DEPTH_FORMAT)),
     confidence: Annotated[bool, typer.Option(
         "--confidence", show_default=OFF, help="Also write confidence maps.")] = False,
     colmap: Annotated[bool, typer.Option("--colmap", show_default=OFF, help=(
         "Also write a COLMAP model of one instant (colmap/sparse/0, with points3D.ply)."))] = False,
-    colmap_frame: Annotated[int, typer.Option(help="Instant t of the COLMAP model.")] = 0,
+    colmap_frame: Annotated[int, typer.Option(help="Instant t of the COLMAP model.")] = opt.DEFAULT_COLMAP_FRAME,
     colmap_format: Annotated[ColmapFormat, typer.Option(help="COLMAP model files: text (.txt) or bin (.bin).")] = (
-        ColmapFormat(opt.COLMAP_FORMATS[0])),
+        ColmapFormat(opt.DEFAULT_COLMAP_FORMAT)),
     colmap_max_points: Annotated[int, typer.Option(
         help="Most points in the COLMAP model (an even random subsample above it); 0 keeps every point.")] = (
         opt.DEFAULT_COLMAP_MAX_POINTS),

@@ -34,7 +34,12 @@ import cv2  # noqa: E402
 
 from models.errors import Page4DError  # noqa: E402
 from page4d_cli.pipeline import geometry, preprocess  # noqa: E402
-from page4d_cli.pipeline.options import DEFAULT_CONF_PERCENTILE, DEFAULT_EDGE_REL_THRESHOLD, check_point_filter  # noqa: E402
+from page4d_cli.pipeline.options import (  # noqa: E402
+    DEFAULT_CONF_PERCENTILE,
+    DEFAULT_EDGE_REL_THRESHOLD,
+    DEFAULT_POINTS_FROM,
+    check_point_filter,
+)
 from page4d_cli.pipeline.types import ClipBatch, Prediction  # noqa: E402
 
 PNG16_MAX = 65535
@@ -87,7 +92,7 @@ class PointFilter:
     conf_threshold: Optional[float] = None
     edge_rel_threshold: Optional[float] = DEFAULT_EDGE_REL_THRESHOLD
     voxel: Optional[float] = None
-    points_from: str = "depth"
+    points_from: str = DEFAULT_POINTS_FROM
 
     def __post_init__(self) -> None:
         check_point_filter(self.conf_percentile, self.conf_threshold, self.voxel, self.points_from)

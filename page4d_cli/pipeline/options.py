@@ -20,19 +20,23 @@ from pathlib import Path
 from typing import Optional
 
 from models.checks import Checks
+from models.config import PRESETS, Page4DConfig  # no torch: the network's structure as plain dataclasses
+from models.errors import Page4DError
 from page4d_cli.pipeline.errors import InputError
 
 # ----------------------------------------------------------------------------- reading
 DEFAULT_FRAMES = 24  # T instants, spread evenly over the clip
 ALL_FRAMES = "all"  # --frames all: every frame of the span (at --stride); frames=None in the library
-PATCH = 14  # the network's patch size: widths are multiples of it
-NETWORK_WIDTH = 518  # the width the network was trained at
+PATCH = Page4DConfig.patch_size  # the network's patch size (every preset's): widths are multiples of it
+NETWORK_WIDTH = Page4DConfig.img_size  # the width the network was trained at (518 = 37 x 14)
 MODES = ("crop", "pad")
+DEFAULT_MODE = "crop"
 # ----------------------------------------------------------------------------- network
 DEFAULT_DEVICE = "auto"
-PRESET_NAMES = ("full", "small", "tiny")  # models.config.PRESETS (checked by the test suite)
+PRESET_NAMES = tuple(PRESETS)  # full, small, tiny: the network sizes models/config.py defines
 DEFAULT_PRESET = "full"
 WEIGHT_SOURCES = ("auto", "random")
+DEFAULT_WEIGHTS = "auto"
 DEFAULT_MAX_IMAGES_PER_PASS = 128  # 24 instants x 4 cameras in one pass (+ room); ~40 GB peak for "full" at 518
 DEFAULT_OVERLAP = 2  # instants shared by consecutive windows
 DEFAULT_SEED = 0
@@ -42,9 +46,13 @@ DEFAULT_SEED = 0
 DEFAULT_CONF_PERCENTILE = 25.0
 DEFAULT_EDGE_REL_THRESHOLD = 0.05  # relative depth jump that marks a discontinuity
 POINTS_FROM = ("depth", "head")
+DEFAULT_POINTS_FROM = "depth"  # VGGT's default: depth + cameras, not the point head
 MAP_FORMATS = ("png", "npy", "exr")
+DEFAULT_DEPTH_FORMAT = "png"  # 16-bit, with the scale in cameras.json
 MASK_MODES = ("binary", "probability")
 COLMAP_FORMATS = ("text", "bin")  # COLMAP's .txt or .bin model files (points3D.ply is written with both)
+DEFAULT_COLMAP_FORMAT = "text"
+DEFAULT_COLMAP_FRAME = 0  # instant t of the COLMAP model
 DEFAULT_COLMAP_MAX_POINTS = 500_000  # even random subsample above this; 0 = every point
 
 check = Checks(InputError)
@@ -71,12 +79,19 @@ def format_frames(frames: Optional[int]) -> str:
     return ALL_FRAMES if frames is None else str(frames)
 
 
-def check_network_width(width: int) -> None:
-    """``InputError`` unless ``width`` is a multiple of 14 (the network's patch size), at least 28."""
+def check_network_width(width: int, error: type[Page4DError] = InputError) -> None:
+    """``--size``: ``error`` unless ``width`` is a multiple of 14 (the network's patch size), at least 28.
+
+    ``error``: the caller's exception class (training raises its own); the rule and its words are these."""
     if int(width) != width or width < 2 * PATCH or width % PATCH:
         lower = max(2 * PATCH, int(width) // PATCH * PATCH)
-        raise InputError(f"--size {width}: the network width must be a multiple of {PATCH} and at least "
+        raise error(f"--size {width}: the network width must be a multiple of {PATCH} and at least "
                          f"{2 * PATCH}; use e.g. {lower} or {lower + PATCH} (default {NETWORK_WIDTH})")
+
+
+def check_mode(mode: str, error: type[Page4DError] = InputError) -> None:
+    """``--mode``: one of ``MODES`` (``error``: the caller's exception class, as above)."""
+    Checks(error).option_choice("--mode", mode, MODES)
 
 
 def default_network_width(camera_width: int) -> int:
@@ -119,7 +134,7 @@ class ReadOptions:
     stride: Optional[int] = None
     ref_camera: Optional[str] = None
     size: Optional[int] = None  # None: NETWORK_WIDTH, or less for a narrower camera (never upsampled)
-    mode: str = "crop"
+    mode: str = DEFAULT_MODE
     masks: Optional[Path] = None
     auto_masks: bool = False
 
@@ -131,7 +146,7 @@ class ReadOptions:
             raise InputError(f"--end {self.end}: must be after --start ({self.start or 0}); it is exclusive")
         if self.size is not None:
             check_network_width(self.size)
-        check.option_choice("--mode", self.mode, MODES)
+        check_mode(self.mode)
         if self.masks is not None and self.auto_masks:
             raise InputError("--masks and --auto-masks: choose one (external masks, or estimated ones)")
 
@@ -142,7 +157,7 @@ class NetworkOptions:
 
     device: str = DEFAULT_DEVICE
     preset: str = DEFAULT_PRESET
-    weights: str = "auto"
+    weights: str = DEFAULT_WEIGHTS
     pi3: Optional[Path] = None
     page4d: Optional[Path] = None
     finetuned: Optional[Path] = None

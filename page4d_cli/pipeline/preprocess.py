@@ -25,26 +25,28 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from page4d_cli.pipeline.errors import InputError
-from page4d_cli.pipeline.options import MODES, NETWORK_WIDTH, PATCH, check_network_width
+from page4d_cli.pipeline.options import DEFAULT_MODE, NETWORK_WIDTH, PATCH, check_mode, check_network_width
 from page4d_cli.pipeline.types import ImageTransform
 
 PAD_VALUE = 1.0  # white, as VGGT's pad mode
 
 
 def network_size_for(original_size: tuple[int, int], width: int = NETWORK_WIDTH) -> tuple[int, int]:
-    """(W, H) fed to the network: ``W = width``, H the multiple of 14 nearest ``W * h / w``."""
+    """(W, H) fed to the network: ``W = width``, H the multiple of 14 nearest ``W * h / w``.
+
+    ``width`` is checked by ``options.check_network_width`` (the ``--size`` rule; already true for a
+    ``ReadOptions.size`` or a ``SampleSpec.size``, re-checked here for direct library calls)."""
     check_network_width(width)
     w, h = original_size
     height = max(PATCH, int(math.floor(width * h / w / PATCH + 0.5)) * PATCH)
     return int(width), height
 
 
-def make_transform(original_size: tuple[int, int], network_size: tuple[int, int], mode: str = "crop",
+def make_transform(original_size: tuple[int, int], network_size: tuple[int, int], mode: str = DEFAULT_MODE,
                    ) -> ImageTransform:
-    """The crop or pad transform taking a (w, h) frame to the (W, H) network size."""
-    if mode not in MODES:
-        raise InputError(f"--mode {mode}: unknown; use 'crop' or 'pad'")
+    """The crop or pad transform taking a (w, h) frame to the (W, H) network size (``mode``: the ``--mode``
+    rule of ``options.check_mode``, already true for a ``ReadOptions.mode``)."""
+    check_mode(mode)
     w, h = original_size
     W, H = network_size
     if mode == "crop":

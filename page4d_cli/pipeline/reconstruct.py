@@ -40,16 +40,21 @@ from page4d_cli.pipeline.errors import InputError, PathLike
 from page4d_cli.pipeline.feedback import auto_mask_warnings, empty_point_warnings, write_auto_masks
 from page4d_cli.pipeline.masks import check_masks_dir
 from page4d_cli.pipeline.options import (
-    COLMAP_FORMATS,
+    DEFAULT_COLMAP_FORMAT,
+    DEFAULT_COLMAP_FRAME,
     DEFAULT_COLMAP_MAX_POINTS,
     DEFAULT_CONF_PERCENTILE,
+    DEFAULT_DEPTH_FORMAT,
     DEFAULT_DEVICE,
     DEFAULT_EDGE_REL_THRESHOLD,
     DEFAULT_FRAMES,
     DEFAULT_MAX_IMAGES_PER_PASS,
+    DEFAULT_MODE,
     DEFAULT_OVERLAP,
+    DEFAULT_POINTS_FROM,
     DEFAULT_PRESET,
     DEFAULT_SEED,
+    DEFAULT_WEIGHTS,
     NetworkOptions,
     ReadOptions,
 )
@@ -88,7 +93,7 @@ class ReconstructOptions:
     stride: Optional[int] = None
     ref_camera: Optional[str] = None
     size: Optional[int] = None  # network width, multiple of 14; None = 518 or less (never upsample)
-    mode: str = "crop"  # crop | pad
+    mode: str = DEFAULT_MODE  # crop | pad
     masks: Optional[Path] = None  # external dynamic masks, same layout as the cameras
     auto_masks: bool = False
     # output
@@ -97,7 +102,7 @@ class ReconstructOptions:
     # network
     device: str = DEFAULT_DEVICE  # auto | cpu | cuda | cuda:N | mps
     preset: str = DEFAULT_PRESET  # full | small | tiny
-    weights: str = "auto"  # auto | random
+    weights: str = DEFAULT_WEIGHTS  # auto | random
     pi3: Optional[Path] = None
     page4d: Optional[Path] = None
     finetuned: Optional[Path] = None  # a `page4d train` run overlaid as stage 4 (weights="auto": a registered one)
@@ -110,12 +115,12 @@ class ReconstructOptions:
     conf_threshold: Optional[float] = None
     edge_filter: bool = True
     voxel: Optional[float] = None
-    points_from: str = "depth"  # depth | head
-    depth_format: str = "png"  # png | npy | exr
+    points_from: str = DEFAULT_POINTS_FROM  # depth | head
+    depth_format: str = DEFAULT_DEPTH_FORMAT  # png | npy | exr
     confidence: bool = False  # also write confidence maps (same format as depth)
     colmap: bool = False
-    colmap_frame: int = 0  # instant t of the COLMAP model
-    colmap_format: str = COLMAP_FORMATS[0]  # text | bin
+    colmap_frame: int = DEFAULT_COLMAP_FRAME  # instant t of the COLMAP model
+    colmap_format: str = DEFAULT_COLMAP_FORMAT  # text | bin
     colmap_max_points: int = DEFAULT_COLMAP_MAX_POINTS  # 0 = every point
     preview: bool = True  # preview/ pictures (overview, depth video, trajectory, input frames); page4d_cli.preview
     # recorded in run.json; the CLI passes the real command line

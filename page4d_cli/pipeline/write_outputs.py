@@ -20,8 +20,9 @@ from page4d_cli.pipeline import export
 from page4d_cli.pipeline.errors import InputError
 from page4d_cli.pipeline.export_colmap import MODEL_FILES, write_colmap_model
 from page4d_cli.pipeline.options import (
-    COLMAP_FORMATS,
+    DEFAULT_COLMAP_FORMAT,
     DEFAULT_COLMAP_MAX_POINTS,
+    DEFAULT_DEPTH_FORMAT,
     MASK_MODES,
     check_colmap,
     check_map_format,
@@ -36,13 +37,13 @@ class ExportOptions:
 
     point_filter: export.PointFilter = field(default_factory=export.PointFilter)
     write_points: bool = True
-    depth_format: Optional[str] = "png"  # "png" | "npy" | "exr" | None
+    depth_format: Optional[str] = DEFAULT_DEPTH_FORMAT  # "png" | "npy" | "exr" | None
     confidence_format: Optional[str] = None  # "png" | "npy" | "exr" | None
     mask_mode: Optional[str] = "binary"  # "binary" | "probability" | None (skipped anyway without a mask)
     write_trajectories: bool = True
     colmap_instant: Optional[int] = None  # instant for the COLMAP model; None = no COLMAP output
     colmap_max_points: int = DEFAULT_COLMAP_MAX_POINTS  # even random subsample above this; 0 = every point
-    colmap_format: str = COLMAP_FORMATS[0]  # "text" | "bin"
+    colmap_format: str = DEFAULT_COLMAP_FORMAT  # "text" | "bin"
 
     def __post_init__(self) -> None:
         """The export group's checks, once (the writers trust them); ``InputError`` names the option."""

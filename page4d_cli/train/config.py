@@ -13,8 +13,9 @@ from typing import Optional
 
 from models.checks import Checks
 from models.errors import Page4DError
+from page4d_cli.pipeline.options import DEFAULT_PRESET, NETWORK_WIDTH, PRESET_NAMES, check_network_width
 
-PRESETS = ("tiny", "small", "full")
+PRESETS = PRESET_NAMES  # the network sizes of models/config.py (full, small, tiny)
 TRAIN_CHOICES = ("new", "page4d", "all")
 DEVICES = ("auto", "cpu", "cuda")
 SAVE_CHOICES = ("trained", "full")
@@ -64,7 +65,7 @@ class TrainConfig:
 
     data: tuple[str, ...] = ()
     out: str = ""
-    preset: str = "full"
+    preset: str = DEFAULT_PRESET
     pi3: Optional[str] = None
     page4d: Optional[str] = None
     init: Optional[str] = None  # a run folder or weights file overlaid after pi3/page4d (stage 4)
@@ -75,7 +76,7 @@ class TrainConfig:
     accumulate: int = 1  # micro-steps per optimizer step
     frames: int = 4
     cameras: int = 4
-    size: int = 518
+    size: int = NETWORK_WIDTH
     stride_range: tuple[int, int] = (1, 3)
     lr: float = 1e-5  # transformer blocks (PAGE-4D's lr)
     lr_new: float = 1e-3  # the new, neutral-at-init tensors (lambdas, gates, temporal encodings, ...)
@@ -108,9 +109,7 @@ class TrainConfig:
         for name in ("steps", "batch", "accumulate", "frames", "cameras", "size", "save_every", "log_every"):
             value = getattr(self, name)
             check.require(int(value) >= 1, _flag(name), ">= 1", value)
-        if self.size % 14:
-            raise TrainConfigError(f"--size must be a multiple of the patch size 14, got {self.size}; e.g. "
-                                   f"{max(14, round(self.size / 14) * 14)}")
+        check_network_width(self.size, TrainConfigError)  # reconstruct's --size rule: what the network reads
         lo, hi = self.stride_range if len(self.stride_range) == 2 else (0, -1)
         if not 1 <= lo <= hi:
             raise TrainConfigError(f"--stride-range must be two integers 1 <= MIN <= MAX, "

@@ -40,12 +40,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from models.errors import (
-    Page4DError,  # noqa: E402  (one definition)
-)
+from models.errors import Page4DError
+from page4d_cli.pipeline.options import DEFAULT_MODE, NETWORK_WIDTH, check_mode, check_network_width
 
-MODES = ("crop", "pad")
-PATCH = 14
 SCALE_EPS = 1e-3  # VGGT: avg = sum |p| / (count + 1e-3)
 SCALE_RANGE = (1e-6, 1e6)
 
@@ -63,8 +60,8 @@ class SampleSpec:
 
     frames: int = 4
     cameras: int = 4
-    size: int = 518
-    mode: str = "crop"
+    size: int = NETWORK_WIDTH
+    mode: str = DEFAULT_MODE
     stride_range: tuple[int, int] = (1, 3)
 
     def __post_init__(self) -> None:
@@ -72,10 +69,8 @@ class SampleSpec:
         for name in ("frames", "cameras"):
             if int(getattr(self, name)) < 1:
                 raise DatasetError(f"--{name} {getattr(self, name)}: must be at least 1")
-        if self.size < 2 * PATCH or self.size % PATCH:
-            raise DatasetError(f"--size {self.size}: must be a multiple of {PATCH} and at least {2 * PATCH}")
-        if self.mode not in MODES:
-            raise DatasetError(f"--mode {self.mode}: use one of {', '.join(MODES)}")
+        check_network_width(self.size, DatasetError)  # the --size and --mode rules of reconstruct
+        check_mode(self.mode, DatasetError)
         if len(self.stride_range) != 2 or not 1 <= self.stride_range[0] <= self.stride_range[1]:
             raise DatasetError(f"--stride-range {list(self.stride_range)}: must be two integers 1 <= MIN <= MAX")
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from models.config import Page4DConfig
 from models.dynamic_mask import pool_to_patches
 from page4d_cli.train.config import LossConfig
 
@@ -162,8 +163,11 @@ def mask_loss(fused_mask: torch.Tensor, gt_masks: torch.Tensor, patch_size: int)
 
 
 # ----------------------------------------------------------------------------------- total
-def compute_losses(outputs: dict, batch: dict, cfg: LossConfig, patch_size: int = 14) -> dict[str, torch.Tensor]:
-    """Every term (averaged over the B clips) and ``objective``; see the module docstring for shapes."""
+def compute_losses(outputs: dict, batch: dict, cfg: LossConfig,
+                   patch_size: int = Page4DConfig.patch_size) -> dict[str, torch.Tensor]:
+    """Every term (averaged over the B clips) and ``objective``; see the module docstring for shapes.
+
+    patch_size: the network's (``model.config.patch_size``; the mask loss pools the GT masks to it)."""
     B = batch["images"].shape[0]
     per_clip: list[dict[str, torch.Tensor]] = []
     has_mask = batch.get("has_mask")
