@@ -36,6 +36,7 @@ from models.errors import Page4DError  # noqa: E402
 from page4d_cli.pipeline import geometry, preprocess  # noqa: E402
 from page4d_cli.pipeline.options import (  # noqa: E402
     DEFAULT_CONF_PERCENTILE,
+    DEFAULT_DEPTH_FORMAT,
     DEFAULT_EDGE_REL_THRESHOLD,
     DEFAULT_POINTS_FROM,
     check_point_filter,
@@ -310,7 +311,8 @@ def _write_maps(out_dir: Path, folder: str, maps: np.ndarray, batch: ClipBatch, 
     }
 
 
-def write_depth_maps(out_dir: Path, pred: Prediction, batch: ClipBatch, fmt: str = "png", tick: Tick = None) -> dict:
+def write_depth_maps(out_dir: Path, pred: Prediction, batch: ClipBatch, fmt: str = DEFAULT_DEPTH_FORMAT,
+                     tick: Tick = None) -> dict:
     """``depth/camXX/frame_TTTT.<fmt>``: z-depth in world units at the original resolution."""
     check_shapes(pred, batch)
     record = _write_maps(out_dir, "depth", pred.depth, batch, fmt, tick)
@@ -318,7 +320,7 @@ def write_depth_maps(out_dir: Path, pred: Prediction, batch: ClipBatch, fmt: str
     return record
 
 
-def write_confidence_maps(out_dir: Path, pred: Prediction, batch: ClipBatch, fmt: str = "png",
+def write_confidence_maps(out_dir: Path, pred: Prediction, batch: ClipBatch, fmt: str = DEFAULT_DEPTH_FORMAT,
                           tick: Tick = None) -> dict:
     """``confidence/camXX/frame_TTTT.<fmt>``: the depth confidence (>= 1; 0 = outside the content)."""
     check_shapes(pred, batch)

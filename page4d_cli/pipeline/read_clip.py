@@ -11,7 +11,7 @@ import numpy as np
 from page4d_cli.pipeline.decode import iter_frames
 from page4d_cli.pipeline.errors import PathLike, WarningLog
 from page4d_cli.pipeline.masks import compute_auto_masks, load_external_masks
-from page4d_cli.pipeline.options import ReadOptions, default_network_width
+from page4d_cli.pipeline.options import DEFAULT_MODE, ReadOptions, default_network_width
 from page4d_cli.pipeline.preprocess import make_transform, network_size_for, resize_image
 from page4d_cli.pipeline.sampling import plan_samples
 from page4d_cli.pipeline.sources import discover_cameras
@@ -22,7 +22,7 @@ LARGE_CLIP_BYTES = 4 * 1024**3
 
 
 def read_clip(folder: PathLike, frames: Optional[int] = None, start: Optional[int] = None,
-              end: Optional[int] = None, stride: Optional[int] = None, size: Optional[int] = None, mode: str = "crop",
+              end: Optional[int] = None, stride: Optional[int] = None, size: Optional[int] = None, mode: str = DEFAULT_MODE,
               ref_camera: Optional[str] = None, masks_dir: Optional[PathLike] = None, auto_masks: bool = False,
               progress: Progress = None, *, options: Optional[ReadOptions] = None) -> ClipBatch:
     """Discover the cameras in ``folder``, sample T instants, decode and preprocess those frames.
