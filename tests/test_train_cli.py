@@ -69,3 +69,22 @@ def test_missing_out_is_one_line(tmp_path):
 
     result = CliRunner().invoke(app, ["train", str(tmp_path)])
     assert result.exit_code == 1 and "--out" in result.output
+
+
+@pytest.mark.slow
+def test_held_out_evaluation_reports_clips_done(clips, tmp_path):
+    import torch
+
+    from page4d_cli.train.config import TrainConfig
+    from page4d_cli.train.distributed import DistContext
+    from page4d_cli.train.evaluation import evaluate_model
+    from page4d_cli.train.session import build_model
+
+    cfg = TrainConfig(out=str(tmp_path / "run"), preset="tiny", size=28, frames=2, cameras=2,
+                      eval_data=str(clips), eval_every=1, workers=0, device="cpu")
+    model = build_model(cfg, None)[0].eval()
+    seen: list[tuple[int, int]] = []
+    with torch.no_grad():
+        metrics = evaluate_model(model, cfg, DistContext(0, 1, 0, torch.device("cpu")),
+                                 progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(0, 2), (1, 2), (2, 2)] and metrics["clips"] == 2

@@ -10,6 +10,8 @@ Returns the mean of each headline metric over the clips (``EvalResult.summary`` 
 
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import numpy as np
 import torch
 
@@ -60,21 +62,28 @@ def predict_clip(model, clip, cfg: TrainConfig, device: torch.device):
                          source=f"{clip.root} (page4d train evaluation)")
 
 
-def evaluate_model(model, cfg: TrainConfig, ctx) -> dict:
-    """Mean held-out metrics of ``model`` over the clips of ``cfg.eval_data`` (rank 0, no grad)."""
+def evaluate_model(model, cfg: TrainConfig, ctx, progress: Optional[Callable[[int, int], None]] = None) -> dict:
+    """Mean held-out metrics of ``model`` over the clips of ``cfg.eval_data`` (rank 0, no grad).
+
+    progress(done, total): clips evaluated so far (0 before the first).
+    """
     from page4d_cli.eval import EvalOptions, evaluate_prediction
 
     sums: dict[str, list[float]] = {}
     clips = eval_clips(cfg.eval_data)
     failed = 0
-    for clip in clips:
+    if progress is not None:
+        progress(0, len(clips))
+    for index, clip in enumerate(clips, 1):
         try:
             result = evaluate_prediction(predict_clip(model, clip, cfg, ctx.device), clip,
                                          EvalOptions(max_points=5000))
         except (Page4DError, ValueError, np.linalg.LinAlgError):
             failed += 1  # e.g. non-finite predicted poses early in training: counted, training goes on
-            continue
-        for key, value in result.summary().items():
+            result = None
+        for key, value in (result.summary().items() if result is not None else ()):
             if value is not None and np.isfinite(value):
                 sums.setdefault(key, []).append(float(value))
+        if progress is not None:
+            progress(index, len(clips))
     return {"clips": len(clips), "failed": failed, **{key: float(np.mean(values)) for key, values in sums.items()}}

@@ -12,7 +12,7 @@ Ctrl-C (SIGINT) or SIGTERM: the current step ends, a checkpoint is written, ``Tr
 
 What the run has to say goes to a reporter (``page4d_cli.pipeline.types.Reporter``; silent by default),
 from rank 0 only: stage "train" (optimizer steps done / the last step of this run; detail: loss,
-learning rate, seconds per step), stage "eval" (0/1 -> 1/1 around each held-out evaluation),
+learning rate, seconds per step), stage "eval" (held-out clips done, from 0 at each evaluation),
 ``info`` (the parameter groups, resuming, each checkpoint, the held-out metrics) and ``warning`` (the
 network's notices once each, skipped non-finite steps). Nothing is printed.
 """
@@ -26,6 +26,7 @@ import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -224,9 +225,17 @@ def _save(ctx: DistContext, s: Session, step: int, skipped: int, cfg: TrainConfi
 
 def _evaluate(cfg: TrainConfig, ctx: DistContext, s: Session, step: int, eval_fn, say: Reporter) -> None:
     if ctx.is_main:
+        where, counted = f"step {step}", []
+
+        def clips_done(done: int, total: int) -> None:
+            counted.append(done)
+            say.stage("eval", done, total, where)
+
         if eval_fn is None:
-            from page4d_cli.train.evaluation import evaluate_model as eval_fn
-        say.stage("eval", 0, 1, f"step {step}")
+            from page4d_cli.train.evaluation import evaluate_model
+
+            eval_fn = partial(evaluate_model, progress=clips_done)
+        say.stage("eval", 0, None, where)  # the stage (re)starts now
         s.model.eval()
         try:
             with torch.no_grad(), _autocast(ctx.device):
@@ -234,7 +243,8 @@ def _evaluate(cfg: TrainConfig, ctx: DistContext, s: Session, step: int, eval_fn
         finally:
             s.model.train()
         rf.append_jsonl(s.run / rf.EVAL, {"step": step, **metrics})
-        say.stage("eval", 1, 1, f"step {step}")
+        if not counted:  # an eval_fn that does not count its clips: the stage ends as one unit
+            say.stage("eval", 1, 1, where)
         say.info(f"step {step} held-out: {eval_summary(metrics)}")
     barrier(ctx)
 
