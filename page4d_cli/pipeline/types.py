@@ -90,7 +90,9 @@ class Reporter:
     ``write_outputs.export_reconstruction`` reports them). ``warning``: a notice about the input or
     the run (one line). ``info``: how the run proceeds (e.g. windowing).
     ``page4d_cli.weights.fetch.fetch_weights`` reports through the same protocol (stages
-    ``download <file>`` and ``verify <file>`` in bytes; licences, resumes and bad cached copies as lines).
+    ``download <file>`` and ``verify <file>`` in bytes; licences, resumes and bad cached copies as lines),
+    and so does training (``page4d_cli.train.loop.train``: stages "train" in optimizer steps and "eval"
+    in held-out clips, which starts again at each evaluation; skipped steps as warnings).
     """
 
     def stage(self, name: str, done: float, total: Optional[float], detail: str = "") -> None:

@@ -2,6 +2,7 @@
 
     from page4d_cli.train import TrainConfig, train
     result = train(TrainConfig(data=clips, out="runs/a", preset="tiny", steps=200, size=112))
+    # silent; pass reporter=page4d_cli.reporters.make_reporter(Console(stderr=True)) to see progress
 
 Modules (one idea each): ``config`` (TrainConfig), ``losses`` (the objective), ``param_groups`` (what
 trains), ``optim`` (AdamW, schedule, clipping), ``checkpointing`` (activation checkpointing),
