@@ -9,7 +9,7 @@ short for it) from a random start, V of its cameras (a random subset when it has
 them is the reference, placed first). Each (instant, camera) is preprocessed exactly as ``reconstruct``
 does it (``pipeline.preprocess``: the network size follows the reference camera's aspect ratio, every
 camera has its own crop/pad transform); intrinsics go through the same transform, depth and masks are
-resampled nearest. Then, as VGGT's training does (TRAINING_FACTS "ground truth normalisation"):
+resampled nearest. Then, as VGGT's training does (its ground-truth normalisation, README "Training samples"):
 
 - the world is re-based to the reference camera at the first instant (its extrinsic becomes identity);
 - world points are unprojected from the network-resolution depth with the network-pixel K and the
