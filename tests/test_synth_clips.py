@@ -120,9 +120,10 @@ def synth_cli(out) -> object:
 
 
 def refused_in_one_line(result, *words: str) -> None:
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = result.stderr.splitlines()  # the whole of stderr: one line, no blank line left by a progress bar
     assert result.exit_code == 1, result.output
-    assert len(errors) == 1 and all(word in errors[0] for word in words), result.stderr
+    assert len(errors) == 1 and errors[0].startswith("error:") and all(word in errors[0] for word in words), \
+        result.stderr
     assert "Traceback" not in result.output
 
 

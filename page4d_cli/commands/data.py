@@ -34,8 +34,9 @@ class ImageFormat(str, Enum):
 
 
 def _progress(console: Console, label: str, quiet: bool) -> Progress:
+    """A transient bar on a terminal; nothing in a log (a non-terminal Live would leave a stray blank line)."""
     return Progress(TextColumn(label), BarColumn(bar_width=24), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, disable=quiet, transient=True)
+                    console=console, disable=quiet or not console.is_terminal, transient=True)
 
 
 @app.command("synth")
