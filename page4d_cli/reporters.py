@@ -1,8 +1,8 @@
 """How the commands (``reconstruct``, ``train``, ``weights fetch``) show progress: Rich bars on a
 terminal, plain lines in a log.
 
-Both classes implement the pipeline's reporter protocol (``stage``, ``warning``, ``info`` and the
-optional ``window_done``). :func:`make_reporter` picks one: bars when stderr is a terminal, else
+Both classes implement the pipeline's reporter protocol (``page4d_cli.pipeline.types.Reporter``:
+``stage``, ``warning``, ``info``, ``window_done``). :func:`make_reporter` picks one: bars when stderr is a terminal, else
 one line per finished stage and per finished network window (with elapsed time and ETA), plus a
 heartbeat line (with the stage's detail, e.g. training's loss) while a long stage runs, so the log of
 a 20-minute batch job shows life. A stage that reports less than it had done starts again (training's
