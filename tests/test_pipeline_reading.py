@@ -1,4 +1,5 @@
-"""Reading side of ``page4d reconstruct``: discovery, sampling, streaming decode, preprocessing, masks.
+"""Reading side of ``page4d reconstruct``: discovery, sampling, streaming decode, masks (preprocessing:
+``tests/test_preprocess_mapping.py``).
 
 Fixtures are tiny videos / PNG folders written into tmp_path. Each frame carries its own frame number
 as 8 black/white bars (bit k = bar k), so a test can tell exactly which frame was decoded.
