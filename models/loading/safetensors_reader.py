@@ -49,15 +49,17 @@ class SafetensorsReader(CheckpointReader):
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 
-    def shape(self, key: str) -> tuple[int, ...]:
+    def _entry(self, key: str) -> tuple:
+        """(dtype, shape, (offset, nbytes)) of ``key``, or the reader's one-line KeyError."""
         if key not in self._entries:
             raise self._missing(key)
-        return self._entries[key][1]
+        return self._entries[key]
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self._entry(key)[1]
 
     def dtype(self, key: str) -> torch.dtype:
-        if key not in self._entries:
-            raise self._missing(key)
-        return self._entries[key][0]
+        return self._entry(key)[0]
 
     def data_range(self, key: str) -> tuple[int, int]:
         """(absolute offset, byte count) of the tensor's raw little-endian data in the file.
@@ -65,13 +67,10 @@ class SafetensorsReader(CheckpointReader):
         Lets a loader read the bytes straight into the destination tensor, with no memory map whose
         pages would stay resident.
         """
-        if key not in self._entries:
-            raise self._missing(key)
-        return self._entries[key][2]
+        return self._entry(key)[2]
 
     def get(self, key: str) -> torch.Tensor:
-        if key not in self._entries:
-            raise self._missing(key)
+        self._entry(key)  # an unknown key fails here, before the file is opened
         if self._handle is None:
             from safetensors import safe_open
 
