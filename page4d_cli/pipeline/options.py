@@ -59,8 +59,8 @@ check = Checks(InputError)
 
 
 def _at_least(flag: str, value: Optional[int], minimum: int, why: str) -> None:
-    if value is not None and (int(value) != value or value < minimum):
-        raise InputError(f"{flag} {value}: must be an integer of at least {minimum} ({why})")
+    check.option(value is None or (int(value) == value and value >= minimum), flag, value,
+                 f"must be an integer of at least {minimum} ({why})")
 
 
 def parse_frames(text: str) -> Optional[int]:
