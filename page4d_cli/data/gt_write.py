@@ -24,12 +24,12 @@ from typing import Iterator, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from page4d_cli import signals
 from page4d_cli.data.cameras_file import DEPTH_FORMATS
 from page4d_cli.data.errors import DataFormatError
 from page4d_cli.data.gt_clip import CAMERAS_FILE, GT_DIR
 from page4d_cli.pipeline import geometry
 from page4d_cli.pipeline.export import camera_dir, frame_name, quantization_scale, quantize_png16, write_map_file
+from page4d_cli.pipeline.output_dir import swap_into_place
 from page4d_cli.pipeline.records import CAMERAS_FORMAT, CAMERAS_VERSION, CONVENTIONS, validate_cameras_json, write_json
 
 GT_KIND = "ground-truth"
@@ -143,23 +143,6 @@ def _check_target(target: Path, overwrite: bool, is_ours) -> None:
         raise DataFormatError(f"{target}: exists and was not written by page4d; move it away or choose another folder")
 
 
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` to ``target``; an existing ``target`` is moved aside first and deleted only after."""
-    if not target.exists():
-        tmp.rename(target)
-        return
-    with signals.deferred():  # the two renames belong together: Ctrl-C waits for them
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        old.rmdir()  # only a unique free name was wanted
-        target.rename(old)
-        try:
-            tmp.rename(target)
-        except BaseException:
-            old.rename(target)  # put the previous folder back
-            raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def _renamed_into_place(target: Path, prefix: str) -> Iterator[Path]:
     """A new temporary folder next to ``target``, swapped in for ``target`` when the block succeeds and
@@ -168,7 +151,7 @@ def _renamed_into_place(target: Path, prefix: str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     try:
         yield tmp
-        _swap_into_place(tmp, target)
+        swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

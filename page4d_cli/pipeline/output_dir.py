@@ -262,6 +262,14 @@ def _publish(tmp: Path, target: Path, overwrite: bool, protect: list) -> None:
     """Rename ``tmp`` onto ``target``; with overwrite, swap out the old folder first."""
     # Re-check: another process may have created or changed the target while we were computing.
     check_output_dir(target, overwrite, protect)
+    swap_into_place(tmp, target)
+
+
+def swap_into_place(tmp: Path, target: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``target``. An existing ``target`` is moved aside first
+    (``.<name>.old-<pid>-*``, which ``sweep_stale_siblings`` recognises) and deleted only once ``tmp``
+    took its place; the two renames run with Ctrl-C/SIGTERM held back. The caller decided that
+    ``target`` may be replaced."""
     if not target.exists():
         os.rename(tmp, target)
         return
